@@ -1,0 +1,88 @@
+"""Loading models and tokenizers, choosing precision, and choosing what trains (full, freeze, LoRA)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def pick_precision(requested: str = "auto") -> str:
+    """bf16 where the GPU supports it, fp16 on older GPUs, fp32 on CPU; an explicit choice wins."""
+    import torch
+
+    if requested != "auto":
+        if requested in ("bf16", "fp16") and not torch.cuda.is_available():
+            logger.warning("%s asked for but no GPU is visible; training in fp32 on CPU", requested)
+            return "fp32"
+        return requested
+    if not torch.cuda.is_available():
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def torch_dtype(precision: str) -> Any:
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+
+
+def load_tokenizer(path: str, padding_side: str = "right") -> Any:
+    """The tokenizer saved with the model; a missing pad token falls back to eos (common for LLaMA)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side=padding_side)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"the tokenizer in {path} has no eos token; every response must end with one")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(path: str, dtype: Any, **kwargs: Any) -> Any:
+    """A causal LM from a local folder or a hub name, with a clear message when neither can be had."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    except OSError as err:
+        if not Path(path).exists():
+            raise OSError(
+                f"cannot load model '{path}': no such local folder, and the hub could not provide it "
+                f"(offline? set HF_ENDPOINT or download it first). Original error: {err}"
+            ) from None
+        raise
+
+
+def decoder_layers(model: Any) -> Any:
+    """The model's stack of transformer blocks: the largest ModuleList (LLaMA `layers`, BLOOM `h`)."""
+    import torch
+
+    stacks = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0]
+    if not stacks:
+        raise ValueError(f"no stack of decoder layers found in {type(model).__name__}")
+    return max(stacks, key=lambda m: sum(p.numel() for p in m.parameters()))
+
+
+def freeze_all_but_last_layers(model: Any, trainable_layers: int) -> list[str]:
+    """Freeze fine-tuning: only the last `trainable_layers` decoder blocks learn. Returns their names."""
+    layers = decoder_layers(model)
+    if not 0 < trainable_layers <= len(layers):
+        raise ValueError(f"trainable_layers must be between 1 and {len(layers)}, got {trainable_layers}")
+    for param in model.parameters():
+        param.requires_grad_(False)
+    trainable = set()
+    for block in list(layers)[-trainable_layers:]:
+        for param in block.parameters():
+            param.requires_grad_(True)
+            trainable.add(id(param))
+    return [name for name, p in model.named_parameters() if id(p) in trainable]
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total

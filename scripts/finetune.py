@@ -1,0 +1,335 @@
+"""Supervised fine-tuning (SFT) of a causal LM on BELLE/alpaca instruction data.
+
+Full fine-tuning, LoRA (`--use_lora`) or freeze (`--trainable_layers N`: only the last N blocks learn),
+with the transformers Trainer. The same file runs under every launcher, as in BELLE:
+
+    python scripts/finetune.py --model_config_file run_config/tiny/Llama_config.json
+    torchrun --nproc_per_node=8 scripts/finetune.py --model_config_file run_config/Llama_config.json \\
+        --lora_hyperparams_file run_config/lora_hyperparams_llama.json --use_lora
+    deepspeed --num_gpus=8 scripts/finetune.py --model_config_file run_config/Bloom_config.json \\
+        --deepspeed run_config/deepspeed_config.json
+
+Settings: defaults below < `--model_config_file` < `--lora_hyperparams_file` < flags (`--help`).
+The output folder gets the resolved config (`finetune_config.json`), `run_manifest.json`,
+checkpoints, and at the end the model (or LoRA adapter) with its tokenizer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
+
+from common.config import ConfigError, config_field, config_to_dict, parse_config  # noqa: E402
+from common.data import (  # noqa: E402
+    DataError,
+    build_supervised_example,
+    check_instruction_records,
+    read_json_records,
+    split_train_dev,
+)
+from common.runs import (  # noqa: E402
+    RunError,
+    last_complete_checkpoint,
+    prepare_output_dir,
+    setup_logging,
+    setup_wandb,
+    write_run_record,
+)
+
+logger = logging.getLogger("finetune")
+
+# Default LoRA targets by architecture (BELLE's choices; `all` means every linear layer but the head).
+LORA_TARGETS = {
+    "llama": ["q_proj", "v_proj"],
+    "mistral": ["q_proj", "v_proj"],
+    "qwen2": ["q_proj", "v_proj"],
+    "bloom": ["query_key_value"],
+    "falcon": ["query_key_value"],
+}
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    # Model
+    model_type: str = config_field(
+        "llama", "model family; chooses default LoRA targets (the weights' config decides the architecture)"
+    )
+    model_name_or_path: str = config_field("models/tiny-llama", "local folder or hub name of the base model")
+    # Data
+    data_path: str = config_field(
+        "data_dir/sample_sft.train.json",
+        "instruction data: JSON lines or array of {instruction, input, output}",
+    )
+    cutoff_len: int = config_field(
+        512, "maximum tokens per example (prompt + response + eos); longer ones are cut"
+    )
+    train_on_inputs: bool = config_field(
+        False, "also train on the prompt tokens (default: labels only on the response)"
+    )
+    val_set_size: int = config_field(
+        1000, "examples held out for evaluation (capped by val_set_rate; 0 = none)"
+    )
+    val_set_rate: float = config_field(0.1, "largest share of the data that may be held out")
+    # Training
+    output_dir: str = config_field(
+        "trained_models/tiny-llama", "where checkpoints, the final model and the run record go"
+    )
+    batch_size: int = config_field(
+        32, "global batch size; sets gradient_accumulation_steps when that is null"
+    )
+    per_device_train_batch_size: int = config_field(4, "examples per device per forward pass")
+    per_device_eval_batch_size: int = config_field(4, "examples per device per evaluation pass")
+    gradient_accumulation_steps: int | None = config_field(
+        None, "micro-batches per optimizer step (null: from batch_size)"
+    )
+    num_epochs: float = config_field(2.0, "passes over the training data")
+    max_steps: int = config_field(-1, "stop after this many optimizer steps (-1: run num_epochs)")
+    learning_rate: float = config_field(2e-5, "peak learning rate")
+    lr_scheduler_type: str = config_field(
+        "cosine", "transformers schedule name: linear, cosine, constant, ..."
+    )
+    warmup_steps: int = config_field(10, "linear warm-up steps")
+    weight_decay: float = config_field(0.0, "AdamW weight decay")
+    gradient_checkpointing: bool = config_field(False, "recompute activations to save memory")
+    logging_steps: int = config_field(10, "log loss every N steps")
+    save_steps: int = config_field(1000, "save a checkpoint every N steps")
+    eval_steps: int = config_field(1000, "evaluate every N steps (when there is a held-out set)")
+    save_total_limit: int | None = config_field(3, "keep at most this many checkpoints (null: all)")
+    seed: int = config_field(42, "seed for the split, initialisation of new weights, and data order")
+    precision: str = config_field(
+        "auto", "auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), bf16, fp16 or fp32"
+    )
+    fp16: bool | None = config_field(None, "BELLE compatibility: true forces precision fp16")
+    bf16: bool | None = config_field(None, "BELLE compatibility: true forces precision bf16")
+    # Method
+    use_lora: bool = config_field(False, "train a LoRA adapter instead of the full model")
+    lora_r: int = config_field(8, "LoRA rank")
+    lora_alpha: int = config_field(16, "LoRA scaling numerator (scale = alpha / r)")
+    lora_dropout: float = config_field(0.05, "dropout on the LoRA input")
+    lora_target_modules: list[str] | None = config_field(
+        None, 'module names to adapt, or ["all"] (null: by model_type)'
+    )
+    trainable_layers: int = config_field(
+        0, "freeze fine-tuning: train only the last N decoder layers (0: train all)"
+    )
+    # Run management
+    deepspeed: str | None = config_field(
+        None, "DeepSpeed JSON config (e.g. run_config/deepspeed_config.json)"
+    )
+    resume_from_checkpoint: str | None = config_field(
+        None, "true: newest complete checkpoint in output_dir; or a checkpoint folder"
+    )
+    overwrite_output_dir: bool = config_field(
+        False, "allow writing into an output_dir that already holds a run"
+    )
+    report_to: str = config_field("none", "none or wandb (offline when there is no API key)")
+    wandb_project: str = config_field("belle-finetune", "W&B project name")
+    run_name: str | None = config_field(None, "W&B run name (default: the output folder's name)")
+    local_rank: int = config_field(-1, "set by the deepspeed launcher; leave it alone")
+
+    def validate(self) -> None:
+        if self.use_lora and self.trainable_layers:
+            raise ConfigError("use_lora and trainable_layers are two different methods; choose one")
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise ConfigError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
+        if self.fp16 and self.bf16:
+            raise ConfigError("fp16 and bf16 are both true; choose one")
+        if self.cutoff_len < 2:
+            raise ConfigError(f"cutoff_len must be at least 2, got {self.cutoff_len}")
+        if self.report_to not in ("none", "wandb"):
+            raise ConfigError(f"report_to must be none or wandb, got {self.report_to!r}")
+
+
+def main(argv: list[str] | None = None) -> Path:
+    setup_logging()
+    # ---- Config -------------------------------------------------------------------------------
+    config = parse_config(
+        FinetuneConfig,
+        argv,
+        description=__doc__,
+        config_file_flags={
+            "model_config_file": "run config (BELLE's Bloom_config.json / Llama_config.json keys)",
+            "lora_hyperparams_file": "LoRA hyper-parameters (lora_r, lora_alpha, lora_dropout, lora_target_modules)",
+        },
+    )
+    import torch
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+
+    from common.modeling import (
+        count_parameters,
+        freeze_all_but_last_layers,
+        load_causal_lm,
+        load_tokenizer,
+        pick_precision,
+        torch_dtype,
+    )
+
+    resume = config.resume_from_checkpoint not in (None, "", "false", "False")
+    output_dir = prepare_output_dir(config.output_dir, resume, config.overwrite_output_dir)
+    checkpoint = None
+    if resume:
+        if config.resume_from_checkpoint.lower() in ("true", "auto"):
+            checkpoint = last_complete_checkpoint(output_dir)
+            if checkpoint is None:
+                raise RunError(
+                    f"--resume_from_checkpoint true, but {output_dir} holds no complete checkpoint"
+                )
+        else:
+            checkpoint = Path(config.resume_from_checkpoint)
+            if not (checkpoint / "trainer_state.json").is_file():
+                raise RunError(f"{checkpoint} is not a complete checkpoint (no trainer_state.json)")
+        logger.info("resuming from %s", checkpoint)
+
+    precision = "bf16" if config.bf16 else "fp16" if config.fp16 else pick_precision(config.precision)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    grad_accum = config.gradient_accumulation_steps or max(
+        1, config.batch_size // (config.per_device_train_batch_size * world_size)
+    )
+    resolved = config_to_dict(config) | {
+        "_resolved": {
+            "precision": precision,
+            "world_size": world_size,
+            "gradient_accumulation_steps": grad_accum,
+        }
+    }
+    write_run_record(output_dir, resolved, "finetune_config.json", [config.data_path], config.seed)
+    setup_wandb(config.report_to, config.wandb_project, config.run_name or output_dir.name)
+    set_seed(config.seed)
+
+    # ---- Data ---------------------------------------------------------------------------------
+    tokenizer = load_tokenizer(config.model_name_or_path)
+    records = read_json_records(config.data_path)
+    check_instruction_records(records)
+    dev_size = min(config.val_set_size, int(len(records) * config.val_set_rate))
+    train_records, dev_records = split_train_dev(records, dev_size, config.seed)
+
+    def tokenize(split: list[dict]) -> list[dict]:
+        examples = [
+            build_supervised_example(r, tokenizer, config.cutoff_len, config.train_on_inputs) for r in split
+        ]
+        dropped = sum(e is None for e in examples)
+        if dropped:
+            logger.warning(
+                "dropped %d examples whose prompt alone fills cutoff_len=%d", dropped, config.cutoff_len
+            )
+        return [e for e in examples if e is not None]
+
+    train_examples, dev_examples = tokenize(train_records), tokenize(dev_records)
+    if not train_examples:
+        raise DataError(f"{config.data_path}: no training example left after cutting to cutoff_len")
+    logger.info(
+        "examples: %d train, %d held out, from %s", len(train_examples), len(dev_examples), config.data_path
+    )
+
+    # ---- Model --------------------------------------------------------------------------------
+    # Full and freeze fine-tuning keep fp32 weights (mixed precision autocasts); LoRA stores the frozen
+    # base in half precision and PEFT keeps the adapter weights in fp32.
+    load_dtype = torch_dtype(precision) if config.use_lora else torch.float32
+    model = load_causal_lm(config.model_name_or_path, dtype=load_dtype)
+    model.config.use_cache = False  # the KV cache is for generation; in training it only costs memory
+    if config.use_lora:
+        from peft import LoraConfig, get_peft_model
+
+        targets = config.lora_target_modules or LORA_TARGETS.get(model.config.model_type)
+        if not targets:
+            raise ConfigError(
+                f"no default LoRA targets for model_type {model.config.model_type!r}; set lora_target_modules"
+            )
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules="all-linear" if targets == ["all"] else targets,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+        if config.gradient_checkpointing:
+            model.enable_input_require_grads()  # checkpointed blocks need a grad-requiring input
+    elif config.trainable_layers:
+        names = freeze_all_but_last_layers(model, config.trainable_layers)
+        logger.info("freeze fine-tuning: %d parameter tensors train, e.g. %s", len(names), names[0])
+    trainable, total = count_parameters(model)
+    logger.info("parameters: %s trainable of %s (%.2f%%), precision %s", f"{trainable:,}", f"{total:,}",
+                100 * trainable / total, precision)  # fmt: skip
+
+    # ---- Train --------------------------------------------------------------------------------
+    from datasets import Dataset
+
+    use_gpu = torch.cuda.is_available()
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_eval_batch_size,
+        gradient_accumulation_steps=grad_accum,
+        num_train_epochs=config.num_epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not use_gpu,
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        eval_strategy="steps" if dev_examples else "no",
+        eval_steps=config.eval_steps,
+        seed=config.seed,
+        data_seed=config.seed,
+        deepspeed=config.deepspeed,
+        report_to=[] if config.report_to == "none" else [config.report_to],
+        run_name=config.run_name or output_dir.name,
+        ddp_find_unused_parameters=False,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_pin_memory=use_gpu,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_examples),
+        eval_dataset=Dataset.from_list(dev_examples) if dev_examples else None,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, pad_to_multiple_of=8 if use_gpu else None),
+        processing_class=tokenizer,
+    )
+    train_result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    # ---- Save ---------------------------------------------------------------------------------
+    trainer.save_model(str(output_dir))  # the adapter alone for LoRA; the full model otherwise
+    trainer.save_state()
+    metrics = dict(train_result.metrics)
+    metrics["train_tokens_per_second"] = trainer.state.num_input_tokens_seen / max(
+        metrics["train_runtime"], 1e-9
+    )
+    if use_gpu:
+        metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(output_dir))
+
+    # ---- Evaluate -----------------------------------------------------------------------------
+    if dev_examples:
+        eval_metrics = trainer.evaluate()
+        eval_metrics["perplexity"] = math.exp(min(eval_metrics["eval_loss"], 50.0))
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+    if trainer.is_world_process_zero():
+        print(f"Fine-tuned {'adapter' if config.use_lora else 'model'} and run record saved in {output_dir}")
+    return output_dir
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, DataError, RunError, OSError) as err:
+        sys.exit(f"error: {err}")
