@@ -91,9 +91,7 @@ def build_supervised_example(
     ids on the response and its eos, and are IGNORE_INDEX on the prompt unless `train_on_inputs`.
     A response cut by `cutoff_len` loses its eos: the model must not learn to stop mid-answer.
     """
-    prompt_ids = tokenizer(build_prompt(record), add_special_tokens=True)["input_ids"]
-    if tokenizer.eos_token_id is not None and prompt_ids and prompt_ids[-1] == tokenizer.eos_token_id:
-        prompt_ids = prompt_ids[:-1]  # some tokenizers append eos by default; it goes after the response
+    prompt_ids = encode_prompt(record, tokenizer)
     response_ids = tokenizer(record["output"], add_special_tokens=False)["input_ids"]
     input_ids = (prompt_ids + response_ids + [tokenizer.eos_token_id])[:cutoff_len]
     if len(input_ids) <= len(prompt_ids):
@@ -121,3 +119,14 @@ def write_json_lines(records: list[dict[str, Any]], path: str | Path) -> None:
         for record in records:
             clean = {k: v for k, v in record.items() if not k.startswith("_")}
             out.write(json.dumps(clean, ensure_ascii=False) + "\n")
+
+
+def encode_prompt(record: dict[str, Any], tokenizer: Any) -> list[int]:
+    """The prompt's token ids exactly as training saw them: bos if the tokenizer adds one, no eos.
+
+    Generation must start from the same ids that `build_supervised_example` put before the response.
+    """
+    prompt_ids = tokenizer(build_prompt(record), add_special_tokens=True)["input_ids"]
+    if tokenizer.eos_token_id is not None and prompt_ids and prompt_ids[-1] == tokenizer.eos_token_id:
+        prompt_ids = prompt_ids[:-1]  # some tokenizers append eos by default; it belongs after the response
+    return prompt_ids

@@ -17,6 +17,7 @@ checkpoints, and at the end the model (or LoRA adapter) with its tokenizer.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -262,7 +263,14 @@ def main(argv: list[str] | None = None) -> Path:
     from datasets import Dataset
 
     use_gpu = torch.cuda.is_available()
+    # transformers 5.2x renamed gradient_checkpointing to activation_checkpointing; the GPU image is older.
+    renamed = "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}
+    checkpointing_name = "activation_checkpointing" if renamed else "gradient_checkpointing"
+    checkpointing = {checkpointing_name: config.gradient_checkpointing}
+    if config.gradient_checkpointing:
+        checkpointing[f"{checkpointing_name}_kwargs"] = {"use_reentrant": False}
     args = TrainingArguments(
+        **checkpointing,
         output_dir=str(output_dir),
         per_device_train_batch_size=config.per_device_train_batch_size,
         per_device_eval_batch_size=config.per_device_eval_batch_size,
@@ -276,8 +284,6 @@ def main(argv: list[str] | None = None) -> Path:
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not use_gpu,
-        gradient_checkpointing=config.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
         logging_steps=config.logging_steps,
         save_strategy="steps",
         save_steps=config.save_steps,
@@ -307,9 +313,11 @@ def main(argv: list[str] | None = None) -> Path:
     trainer.save_model(str(output_dir))  # the adapter alone for LoRA; the full model otherwise
     trainer.save_state()
     metrics = dict(train_result.metrics)
-    metrics["train_tokens_per_second"] = trainer.state.num_input_tokens_seen / max(
-        metrics["train_runtime"], 1e-9
-    )
+    tokens_before = 0  # tokens/s counts only this session's work, also after a resume
+    if checkpoint:
+        tokens_before = json.loads((checkpoint / "trainer_state.json").read_text())["num_input_tokens_seen"]
+    tokens_this_session = trainer.state.num_input_tokens_seen - tokens_before
+    metrics["train_tokens_per_second"] = tokens_this_session / max(metrics["train_runtime"], 1e-9)
     if use_gpu:
         metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     trainer.log_metrics("train", metrics)
