@@ -86,3 +86,18 @@ def count_parameters(model: Any) -> tuple[int, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, total
+
+
+def adapter_tokenizer_path(adapter_path: str, base_path: str) -> str:
+    """The tokenizer saved with a LoRA adapter (finetune.py saves one there), else the base model's."""
+    return adapter_path if (Path(adapter_path) / "tokenizer_config.json").is_file() else base_path
+
+
+def load_causal_lm_with_adapter(base_path: str, adapter_path: str, dtype: Any) -> Any:
+    """The base causal LM with a saved LoRA (PEFT) adapter on top, as a `PeftModel`."""
+    if not (Path(adapter_path) / "adapter_config.json").is_file():
+        raise OSError(f"{adapter_path} is not a LoRA adapter folder (no adapter_config.json in it)")
+    from peft import PeftModel
+
+    base = load_causal_lm(base_path, dtype=dtype)
+    return PeftModel.from_pretrained(base, adapter_path)

@@ -50,3 +50,25 @@ def tiny_llama(tiny_models: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bloom(tiny_models: Path) -> Path:
     return tiny_models / "tiny-bloom"
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_adapter(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA adapter on every linear layer of the tiny Llama, with random lora_B so it really changes
+    the model (a fresh adapter is a no-op: lora_B starts at zero). No tokenizer: the base's is used."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny-lora")
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32),
+        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    model.save_pretrained(path)
+    return path

@@ -1,0 +1,217 @@
+"""Generate answers for a dev file with a fine-tuned model (full model, or base + LoRA adapter).
+
+BELLE's arguments work unchanged:
+
+    python scripts/generate.py --dev_file data_dir/Belle_open_source_0.5M.dev.json \\
+        --model_name_or_path trained_models/bloom/
+    python scripts/generate.py --dev_file data_dir/Belle_open_source_0.5M.dev.json \\
+        --model_name_or_path models/tiny-llama --lora_weights trained_models/lora-llama --llama
+
+Prompts are BELLE's `Human: {instruction}\\n\\nAssistant: `, tokenised exactly as in training, and
+generated in left-padded batches. The output is JSON lines `{"input", "predict", "target"}` in the
+dev file's order, by default `predictions.jsonl` in the adapter folder (or the model folder).
+Settings and defaults: `--help`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
+
+from common.config import ConfigError, config_field, parse_config  # noqa: E402
+from common.data import DataError, build_prompt, encode_prompt, read_json_records  # noqa: E402
+from common.runs import RunError, setup_logging  # noqa: E402
+
+logger = logging.getLogger("generate")
+
+
+@dataclasses.dataclass
+class GenerateConfig:
+    # Inputs
+    dev_file: str = config_field(
+        "data_dir/Belle_open_source_0.5M.dev.json",
+        "JSON lines or array of {instruction, input, output}; `output`, when present, is the target",
+    )
+    model_name_or_path: str = config_field(
+        "trained_models/tiny-llama", "fine-tuned model folder, or the base model when --lora_weights is set"
+    )
+    lora_weights: str | None = config_field(None, "LoRA adapter folder to put on top of the base model")
+    llama: bool = config_field(
+        False,
+        "accepted for BELLE compatibility; changes nothing (the weights' config picks the architecture)",
+    )
+    max_samples: int | None = config_field(None, "generate for the first N dev examples only (null: all)")
+    # Output
+    output_file: str | None = config_field(
+        None, "JSON lines to write (null: predictions.jsonl in the adapter folder, else the model folder)"
+    )
+    overwrite: bool = config_field(False, "allow replacing an existing output_file")
+    # Decoding
+    batch_size: int = config_field(8, "prompts per generate() call (left-padded)")
+    max_new_tokens: int = config_field(
+        256, "most tokens generated per answer; generation stops earlier at eos"
+    )
+    decoding: str = config_field("greedy", "greedy, sample or beam")
+    temperature: float = config_field(0.7, "sampling temperature (decoding=sample)")
+    top_p: float = config_field(0.9, "nucleus sampling probability mass (decoding=sample)")
+    top_k: int = config_field(40, "sample only from the k most likely tokens (decoding=sample; 0: off)")
+    num_beams: int = config_field(4, "beams (decoding=beam)")
+    repetition_penalty: float = config_field(1.0, "penalty > 1 discourages repeating tokens (1.0: off)")
+    seed: int = config_field(42, "seed for sampling")
+    precision: str = config_field("auto", "auto (bf16 or fp16 on GPU, fp32 on CPU), bf16, fp16 or fp32")
+
+    def validate(self) -> None:
+        if self.decoding not in ("greedy", "sample", "beam"):
+            raise ConfigError(f"decoding must be greedy, sample or beam, got {self.decoding!r}")
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise ConfigError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
+        for name in ("batch_size", "max_new_tokens", "num_beams"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ConfigError(f"max_samples must be at least 1 (or null), got {self.max_samples}")
+
+
+def default_output_file(config: GenerateConfig) -> Path:
+    folder = Path(config.lora_weights or config.model_name_or_path)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a local folder, so there is no default place for predictions; "
+                          "pass --output_file")  # fmt: skip
+    return folder / "predictions.jsonl"
+
+
+def read_dev_records(path: str, max_samples: int | None) -> list[dict[str, Any]]:
+    """Dev records with a non-empty `instruction`; a missing `output` becomes an empty target."""
+    records = read_json_records(path)[:max_samples]
+    for record in records:
+        if not isinstance(record.get("instruction"), str) or not record["instruction"].strip():
+            raise DataError(f"{record['_where']}: 'instruction' must be a non-empty string")
+        if not isinstance(record.get("input", ""), str | type(None)):
+            raise DataError(f"{record['_where']}: 'input' must be a string")
+    return records
+
+
+def generation_settings(config: GenerateConfig, eos_ids: list[int], pad_id: int) -> Any:
+    """A GenerationConfig holding only what the chosen decoding uses (no 'unused flag' warnings)."""
+    from transformers import GenerationConfig
+
+    settings: dict[str, Any] = {
+        "max_new_tokens": config.max_new_tokens,
+        "repetition_penalty": config.repetition_penalty,
+        "eos_token_id": eos_ids,
+        "pad_token_id": pad_id,
+        "do_sample": config.decoding == "sample",
+        "num_beams": config.num_beams if config.decoding == "beam" else 1,
+    }
+    if config.decoding == "sample":
+        settings |= {"temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k}
+    else:  # the model's saved generation_config may carry sampling values; greedy/beam must not see them
+        settings |= {"temperature": None, "top_p": None, "top_k": None}
+    return GenerationConfig(**settings)
+
+
+def generate_batch(model: Any, tokenizer: Any, prompt_ids: list[list[int]], settings: Any) -> list[list[int]]:
+    """New token ids for each prompt, one left-padded generate() call; eos and padding removed."""
+    import torch
+
+    batch = tokenizer.pad({"input_ids": prompt_ids}, padding=True, return_tensors="pt")
+    assert tokenizer.padding_side == "left", "batched generation needs left padding"
+    with torch.inference_mode():
+        output = model.generate(
+            input_ids=batch["input_ids"].to(model.device),
+            attention_mask=batch["attention_mask"].to(model.device),
+            generation_config=settings,
+        )
+    stop = set(settings.eos_token_id)  # after the first eos, generate() only fills in padding
+    new_ids = []
+    for row in output[:, batch["input_ids"].shape[1] :].tolist():
+        end = next((i for i, token in enumerate(row) if token in stop), len(row))
+        new_ids.append(row[:end])
+    return new_ids
+
+
+def main(argv: list[str] | None = None) -> Path:
+    setup_logging()
+    # ---- Config -------------------------------------------------------------------------------
+    config = parse_config(GenerateConfig, argv, description=__doc__)
+    output_file = Path(config.output_file) if config.output_file else default_output_file(config)
+    if output_file.exists() and not config.overwrite:
+        raise RunError(f"{output_file} already exists. Nothing was changed. Pass --overwrite to replace it, "
+                       "or choose another --output_file.")  # fmt: skip
+    if config.llama:
+        logger.info("--llama changes nothing: the model's config.json decides the architecture")
+
+    # ---- Data ---------------------------------------------------------------------------------
+    records = read_dev_records(config.dev_file, config.max_samples)
+    logger.info("%d dev examples from %s", len(records), config.dev_file)
+
+    # ---- Model --------------------------------------------------------------------------------
+    import torch
+    from tqdm import tqdm
+    from transformers import set_seed
+
+    from common.modeling import (
+        adapter_tokenizer_path,
+        load_causal_lm,
+        load_causal_lm_with_adapter,
+        load_tokenizer,
+        pick_precision,
+        torch_dtype,
+    )
+
+    set_seed(config.seed)
+    precision = pick_precision(config.precision)
+    tokenizer_path = config.model_name_or_path
+    if config.lora_weights:
+        tokenizer_path = adapter_tokenizer_path(config.lora_weights, config.model_name_or_path)
+        model = load_causal_lm_with_adapter(
+            config.model_name_or_path, config.lora_weights, torch_dtype(precision)
+        )
+    else:
+        model = load_causal_lm(config.model_name_or_path, dtype=torch_dtype(precision))
+    tokenizer = load_tokenizer(tokenizer_path, padding_side="left")
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    model_eos = model.generation_config.eos_token_id
+    model_eos = [] if model_eos is None else [model_eos] if isinstance(model_eos, int) else list(model_eos)
+    eos_ids = sorted({tokenizer.eos_token_id, *model_eos})  # training ends every answer with the tokenizer's
+    settings = generation_settings(config, eos_ids, tokenizer.pad_token_id)
+    logger.info("model %s%s, %s, decoding %s, tokenizer from %s", config.model_name_or_path,
+                f" + adapter {config.lora_weights}" if config.lora_weights else "", precision,
+                config.decoding, tokenizer_path)  # fmt: skip
+
+    # ---- Generate -----------------------------------------------------------------------------
+    # Written to a .partial file first, so an interrupted run leaves no file that looks complete.
+    output_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = output_file.with_name(output_file.name + ".partial")
+    with open(partial, "w", encoding="utf-8") as out, tqdm(total=len(records), desc="generating") as bar:
+        for start in range(0, len(records), config.batch_size):
+            chunk = records[start : start + config.batch_size]
+            prompt_ids = [encode_prompt(r, tokenizer) for r in chunk]
+            for record, ids in zip(
+                chunk, generate_batch(model, tokenizer, prompt_ids, settings), strict=True
+            ):
+                prediction = {
+                    "input": build_prompt(record),
+                    "predict": tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                    "target": record.get("output") or "",
+                }
+                out.write(json.dumps(prediction, ensure_ascii=False) + "\n")
+            out.flush()
+            bar.update(len(chunk))
+    os.replace(partial, output_file)
+    logger.info("wrote %d predictions to %s", len(records), output_file)
+    return output_file
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, DataError, RunError, OSError) as err:
+        sys.exit(f"error: {err}")

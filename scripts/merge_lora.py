@@ -1,0 +1,109 @@
+"""Merge a LoRA adapter into its base model and save one ordinary model folder.
+
+    python scripts/merge_lora.py --base_model models/tiny-llama --lora_model trained_models/x \\
+        --output_dir trained_models/x-merged
+
+The merged folder loads with `AutoModelForCausalLM.from_pretrained` alone (no peft needed) and holds
+safetensors weights, the tokenizer (the adapter's when it saved one, else the base model's) and
+`merge_info.json` (base, adapter, dtype). The merge runs in fp32 unless `--dtype` says otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
+
+from common.config import ConfigError, config_field, parse_config  # noqa: E402
+from common.runs import RunError, setup_logging  # noqa: E402
+
+logger = logging.getLogger("merge_lora")
+
+
+@dataclasses.dataclass
+class MergeConfig:
+    base_model: str = config_field("models/tiny-llama", "the base model the adapter was trained on")
+    lora_model: str = config_field("trained_models/tiny-llama", "LoRA adapter folder (adapter_config.json)")
+    output_dir: str = config_field("trained_models/tiny-llama-merged", "where the merged model goes")
+    dtype: str = config_field(
+        "fp32", "fp32, bf16 or fp16: precision to merge and save in (fp32 adds the update without rounding)"
+    )
+    overwrite: bool = config_field(False, "allow writing into an output_dir that already holds files")
+
+    def validate(self) -> None:
+        if self.dtype not in ("fp32", "bf16", "fp16"):
+            raise ConfigError(f"dtype must be fp32, bf16 or fp16, got {self.dtype!r}")
+
+
+def check_output_dir(config: MergeConfig) -> Path:
+    """Refuse a non-empty output_dir unless --overwrite, and never the base or adapter folder itself."""
+    output_dir = Path(config.output_dir)
+    for source in (config.base_model, config.lora_model):
+        if Path(source).exists() and output_dir.resolve() == Path(source).resolve():
+            raise ConfigError(f"output_dir {output_dir} is the input folder {source}; choose another")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise RunError(f"output_dir {output_dir} exists and is not a folder")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not config.overwrite:
+        held = ", ".join(sorted(p.name for p in output_dir.iterdir())[:5])
+        raise RunError(f"output_dir {output_dir} already holds files ({held}, ...). Nothing was changed. "
+                       "Pass --overwrite to write over them, or choose another --output_dir.")  # fmt: skip
+    return output_dir
+
+
+def main(argv: list[str] | None = None) -> Path:
+    setup_logging()
+    # ---- Config -------------------------------------------------------------------------------
+    config = parse_config(MergeConfig, argv, description=__doc__)
+    output_dir = check_output_dir(config)
+
+    # ---- Load base + adapter ------------------------------------------------------------------
+    from common.modeling import (
+        adapter_tokenizer_path,
+        load_causal_lm_with_adapter,
+        load_tokenizer,
+        torch_dtype,
+    )
+
+    adapter_config = Path(config.lora_model) / "adapter_config.json"
+    trained_on = (
+        json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+        if adapter_config.is_file()
+        else None
+    )
+    if trained_on and Path(trained_on).name != Path(config.base_model).name:
+        logger.warning(
+            "the adapter was trained on %s but is being merged into %s", trained_on, config.base_model
+        )
+    model = load_causal_lm_with_adapter(config.base_model, config.lora_model, torch_dtype(config.dtype))
+    tokenizer_path = adapter_tokenizer_path(config.lora_model, config.base_model)
+    tokenizer = load_tokenizer(tokenizer_path)
+
+    # ---- Merge and save -----------------------------------------------------------------------
+    merged = model.merge_and_unload()
+    merged.to(torch_dtype(config.dtype))  # adapter weights kept in fp32 by peft must not leak into the save
+    output_dir.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(str(output_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(output_dir))
+    info = {
+        "base_model": config.base_model,
+        "lora_model": config.lora_model,
+        "dtype": config.dtype,
+        "tokenizer_from": tokenizer_path,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    (output_dir / "merge_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    logger.info("merged %s into %s (%s); saved in %s", config.lora_model, config.base_model, config.dtype,
+                output_dir)  # fmt: skip
+    return output_dir
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, RunError, OSError, ValueError) as err:
+        sys.exit(f"error: {err}")
