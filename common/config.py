@@ -122,7 +122,9 @@ def parse_config(
     files = parser.add_argument_group("run config files (JSON; flags below override them)")
     for flag, help_text in config_file_flags.items():
         files.add_argument(f"--{flag}", default=None, metavar="FILE", help=help_text)
-    settings = parser.add_argument_group("settings (defaults shown; every key of the JSON files)")
+    settings = parser.add_argument_group(
+        "settings (defaults shown; also keys of the JSON files)" if config_file_flags else "settings"
+    )
     for f in fields:
         base, optional = _field_type(f, hints)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]

@@ -15,7 +15,7 @@ def pick_precision(requested: str = "auto") -> str:
 
     if requested != "auto":
         if requested in ("bf16", "fp16") and not torch.cuda.is_available():
-            logger.warning("%s asked for but no GPU is visible; training in fp32 on CPU", requested)
+            logger.warning("%s asked for but no GPU is visible; running in fp32 on CPU", requested)
             return "fp32"
         return requested
     if not torch.cuda.is_available():

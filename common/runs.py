@@ -173,3 +173,29 @@ def setup_wandb(report_to: str, project: str, run_name: str | None) -> None:
             "no W&B API key: logging offline under %s/wandb/; upload later with `wandb sync <that run folder>`",
             os.environ.get("WANDB_DIR", os.getcwd()),
         )
+
+
+def step_timer_callback() -> Any:
+    """A Trainer callback that times optimizer steps; `summary()` gives the median (the first steps warm up)."""
+    import statistics
+    import time
+
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.durations: list[float] = []
+            self._start = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.durations.append(time.perf_counter() - self._start)
+
+        def summary(self) -> dict[str, float]:
+            if not self.durations:
+                return {}
+            return {"train_step_seconds_median": statistics.median(self.durations)}
+
+    return StepTimer()

@@ -40,6 +40,7 @@ from common.runs import (  # noqa: E402
     prepare_output_dir,
     setup_logging,
     setup_wandb,
+    step_timer_callback,
     write_run_record,
 )
 
@@ -306,6 +307,7 @@ def main(argv: list[str] | None = None) -> Path:
         eval_dataset=Dataset.from_list(dev_examples) if dev_examples else None,
         data_collator=DataCollatorForSeq2Seq(tokenizer, pad_to_multiple_of=8 if use_gpu else None),
         processing_class=tokenizer,
+        callbacks=[step_timer := step_timer_callback()],
     )
     train_result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
@@ -318,6 +320,7 @@ def main(argv: list[str] | None = None) -> Path:
         tokens_before = json.loads((checkpoint / "trainer_state.json").read_text())["num_input_tokens_seen"]
     tokens_this_session = trainer.state.num_input_tokens_seen - tokens_before
     metrics["train_tokens_per_second"] = tokens_this_session / max(metrics["train_runtime"], 1e-9)
+    metrics |= step_timer.summary()
     if use_gpu:
         metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     trainer.log_metrics("train", metrics)
