@@ -200,8 +200,6 @@ def main(argv: list[str] | None = None) -> Path:
             "gradient_accumulation_steps": grad_accum,
         }
     }
-    write_run_record(output_dir, resolved, "finetune_config.json", [config.data_path], config.seed)
-    setup_wandb(config.report_to, config.wandb_project, config.run_name or output_dir.name)
     set_seed(config.seed)
 
     # ---- Data ---------------------------------------------------------------------------------
@@ -300,6 +298,12 @@ def main(argv: list[str] | None = None) -> Path:
         include_num_input_tokens_seen="non_padding",
         dataloader_pin_memory=use_gpu,
     )
+    # Every process has checked output_dir above; only after all of them have (TrainingArguments set up
+    # the process group) may rank 0 write into it, or a slower rank would find a "run" there and refuse.
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    write_run_record(output_dir, resolved, "finetune_config.json", [config.data_path], config.seed)
+    setup_wandb(config.report_to, config.wandb_project, config.run_name or output_dir.name)
     trainer = Trainer(
         model=model,
         args=args,
