@@ -138,26 +138,41 @@ def main() -> None:
     parser.add_argument("--micro_batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--skip_baseline", action="store_true")
+    parser.add_argument(
+        "--nproc", type=int, default=1, help="GPUs: >1 runs ours under torchrun / deepspeed on N GPUs"
+    )
     parser.add_argument("--only", default="", help="comma-separated run names to do (default: all)")
     opts = parser.parse_args()
     opts.out.mkdir(parents=True, exist_ok=True)
 
     model_dir, data = Path("/tmp/llama-1b"), Path("/tmp/long_sft.json")
     build_model(model_dir, REPO / "models/tiny-llama")
-    write_long_sft(data, REPO / "models/tiny-llama", opts.seq, opts.micro_batch * opts.steps)
 
     shape = ["--model_name_or_path", str(model_dir), "--data_path", str(data), "--cutoff_len", str(opts.seq),
              "--per_device_train_batch_size", str(opts.micro_batch), "--batch_size", str(opts.micro_batch),
              "--max_steps", str(opts.steps), "--val_set_size", "0", "--logging_steps", "1",
              "--save_steps", "100000", "--learning_rate", "1e-5"]  # fmt: skip
     lora = ["--use_lora", "--lora_target_modules", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"]
-    deepspeed = [sys.executable, os.environ.get("DEEPSPEED_BIN", "/tmp/site/bin/deepspeed"), "--num_gpus=1"]
+    deepspeed = [
+        sys.executable,
+        os.environ.get("DEEPSPEED_BIN", "/tmp/site/bin/deepspeed"),
+        f"--num_gpus={opts.nproc}",
+    ]
     ds_config = ["--deepspeed", "run_config/deepspeed_config.json"]
+    if opts.nproc == 1:
+        plain, tag = [sys.executable], "python"
+    else:  # tokens/s is then the total over all GPUs; the global batch grows with them (batch_size below)
+        plain, tag = (
+            [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={opts.nproc}"],
+            "torchrun",
+        )
+        shape[shape.index("--batch_size") + 1] = str(opts.micro_batch * opts.nproc)
+    write_long_sft(data, REPO / "models/tiny-llama", opts.seq, opts.micro_batch * opts.steps * opts.nproc)
     runs = {
-        "1b_full_python": ([sys.executable], shape),
-        "1b_lora_python": ([sys.executable], shape + lora),
-        "1b_full_deepspeed_zero2": (deepspeed, shape + ds_config),
-        "1b_lora_deepspeed_zero2": (deepspeed, shape + lora + ds_config),
+        f"1b_full_{tag}_{opts.nproc}gpu": (plain, shape),
+        f"1b_lora_{tag}_{opts.nproc}gpu": (plain, shape + lora),
+        f"1b_full_deepspeed_zero2_{opts.nproc}gpu": (deepspeed, shape + ds_config),
+        f"1b_lora_deepspeed_zero2_{opts.nproc}gpu": (deepspeed, shape + lora + ds_config),
     }
     wanted = set(filter(None, opts.only.split(",")))
     results = [] if opts.skip_baseline else [baseline(model_dir, opts.seq, opts.micro_batch, opts.steps)]
