@@ -150,7 +150,7 @@ def write_run_record(
         "command": [sys.executable, *sys.argv],
         "cwd": os.getcwd(),
         "config": resolved_config,
-        "git": git_state(),
+        "git": git_state(REPO_ROOT),  # looked up at call time, so a test can point it at another repo
         "packages": package_versions(),
         "data_files": {f: sha256_of(f) for f in data_files if Path(f).is_file()},
         "seed": seed,
@@ -199,3 +199,61 @@ def step_timer_callback() -> Any:
             return {"train_step_seconds_median": statistics.median(self.durations)}
 
     return StepTimer()
+
+
+def wandb_sync_hint(run_dir: str | Path | None) -> str:
+    """Where an offline W&B run is and the command that uploads it."""
+    return f"W&B offline run in {run_dir}; upload it with `wandb sync {run_dir}`"
+
+
+def log_config_to_wandb(report_to: str, resolved_config: dict[str, Any], key: str = "resolved_config") -> None:
+    """Add the resolved run config to the live W&B run (the Trainer logs only TrainingArguments and the
+    model config, not our data, LoRA or freeze settings), and say where an offline run went."""
+    if report_to != "wandb":
+        return
+    import wandb
+
+    if wandb.run is None:
+        logger.warning("report_to=wandb but no W&B run is active; the resolved config was not logged")
+        return
+    wandb.run.config.update({key: resolved_config}, allow_val_change=True)
+    if wandb.run.settings.mode == "offline":
+        logger.info(wandb_sync_hint(Path(wandb.run.dir).parent))
+
+
+def log_eval_to_wandb(
+    project: str,
+    run_name: str | None,
+    metrics: dict[str, Any],
+    rows: list[dict[str, str]],
+    per_sample: list[dict[str, float]],
+    files: tuple[str | Path, ...] | list[str | Path] = (),
+    config: dict[str, Any] | None = None,
+) -> Path:
+    """One W&B run (job_type "eval"): the metrics as summary, the predictions with their scores as a
+    table, and `files` (predictions, metrics.json, the report HTML) as an "evaluation" artifact.
+
+    Offline without an API key (setup_wandb), so it never waits for a login or the network.
+    Returns the local run folder.
+    """
+    setup_wandb("wandb", project, run_name)
+    import wandb
+
+    run = wandb.init(project=project, name=run_name, job_type="eval", config=config or {})
+    try:
+        run.summary.update({k: v for k, v in metrics.items() if isinstance(v, int | float)})
+        score_names = list(per_sample[0]) if per_sample else []
+        table = wandb.Table(columns=["index", "input", "prediction", "reference", *score_names])
+        for index, (row, scores) in enumerate(zip(rows, per_sample, strict=True)):
+            table.add_data(index, row["input"], row["predict"], row["target"], *scores.values())
+        run.log({"predictions": table})
+        artifact = wandb.Artifact(f"evaluation-{run.id}", type="evaluation")
+        for path in files:
+            artifact.add_file(str(path))
+        run.log_artifact(artifact)
+        offline = run.settings.mode == "offline"
+        run_dir = Path(run.dir).parent
+    finally:
+        run.finish()
+    logger.info(wandb_sync_hint(run_dir) if offline else f"W&B run logged (local copy {run_dir})")
+    return run_dir

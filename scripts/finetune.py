@@ -331,6 +331,11 @@ def main(argv: list[str] | None = None) -> Path:
     trainer.save_metrics("train", metrics)
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(output_dir))
+        from common.report import plot_loss
+        from common.runs import log_config_to_wandb
+
+        logger.info("loss curves saved to %s", plot_loss(output_dir))  # LLaMA-Factory's --plot_loss habit
+        log_config_to_wandb(config.report_to, resolved)  # the Trainer itself logs only TrainingArguments
 
     # ---- Evaluate -----------------------------------------------------------------------------
     if dev_examples:

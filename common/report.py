@@ -1,0 +1,256 @@
+"""What the evaluation report shows, as functions the tests can call (the notebook only presents them).
+
+- `load_run(run_dir)`: the resolved config, run_manifest.json and trainer_state.json of a run folder.
+- `training_curves(state)` / `plot_loss(output_dir)`: loss and learning-rate curves; `plot_loss` saves
+  `training_loss.png` in the run folder at the end of training (LLaMA-Factory's `--plot_loss` habit).
+- `read_predictions`, `read_metrics`, `metrics_table`, `worst_samples`, `length_summary`: the metric and
+  sample tables of `notebooks/eval_report.ipynb`.
+
+Figures are built with `matplotlib.figure.Figure` (no pyplot), so saving works on machines without a
+display and nothing leaks between calls.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from common.metrics import METRIC_NAMES
+
+LOSS_PLOT_NAME = "training_loss.png"
+
+
+# ---- Run folder ---------------------------------------------------------------------------------
+
+
+def find_config(run_dir: str | Path) -> tuple[str, dict[str, Any]] | None:
+    """(file name, resolved config) of a run: finetune_config.json, else the one other *_config.json."""
+    run_dir = Path(run_dir)
+    candidates = [run_dir / "finetune_config.json"] + sorted(
+        p for p in run_dir.glob("*_config.json") if ".before-" not in p.name
+    )
+    for path in candidates:
+        if path.is_file():
+            return path.name, json.loads(path.read_text())
+    return None
+
+
+def load_run(run_dir: str | Path) -> dict[str, Any]:
+    """What a run folder says about itself; a missing file is None, not an error (old or partial runs)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {run_dir} does not exist")
+
+    def read(name: str) -> Any:
+        path = run_dir / name
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    found = find_config(run_dir)
+    return {
+        "run_dir": str(run_dir),
+        "config_name": found[0] if found else None,
+        "config": found[1] if found else None,
+        "manifest": read("run_manifest.json"),
+        "trainer_state": read("trainer_state.json"),
+        "train_results": read("train_results.json"),
+        "eval_results": read("eval_results.json"),
+    }
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}, so a nested config reads as one two-column table."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat |= flatten(value, f"{name}.")
+        else:
+            flat[name] = value
+    return flat
+
+
+def manifest_summary(manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """The environment part of run_manifest.json, one line per fact (the config has its own table)."""
+    if not manifest:
+        return {"run_manifest.json": "missing"}
+    git = manifest.get("git") or {}
+    summary: dict[str, Any] = {
+        "created": manifest.get("created"),
+        "command": " ".join(manifest.get("command") or []),
+        "cwd": manifest.get("cwd"),
+        "git commit": git.get("commit"),
+        "git dirty": git.get("dirty"),
+        "seed": manifest.get("seed"),
+    }
+    for path, digest in (manifest.get("data_files") or {}).items():
+        summary[f"data sha256: {path}"] = digest
+    summary |= {f"hardware.{k}": v for k, v in (manifest.get("hardware") or {}).items()}
+    summary |= {f"version: {k}": v for k, v in (manifest.get("packages") or {}).items()}
+    return summary
+
+
+# ---- Curves -------------------------------------------------------------------------------------
+
+
+def log_history(state: dict[str, Any] | None) -> tuple[list[dict], list[dict]]:
+    """(training log rows with a loss, evaluation rows with an eval_loss) from trainer_state.json."""
+    history = (state or {}).get("log_history", [])
+    train = [row for row in history if "loss" in row and "step" in row]
+    evaluation = [row for row in history if "eval_loss" in row and "step" in row]
+    return train, evaluation
+
+
+def training_curves(state: dict[str, Any] | None) -> Any:
+    """A figure: training and evaluation loss by step (left), learning rate by step (right)."""
+    from matplotlib.figure import Figure
+
+    train, evaluation = log_history(state)
+    figure = Figure(figsize=(11, 3.8), layout="constrained")
+    loss_axes, lr_axes = figure.subplots(1, 2)
+    if train:
+        loss_axes.plot([r["step"] for r in train], [r["loss"] for r in train], marker=".", label="train")
+    if evaluation:
+        loss_axes.plot(
+            [r["step"] for r in evaluation], [r["eval_loss"] for r in evaluation], marker="o", label="eval"
+        )
+    loss_axes.set(title="loss", xlabel="step")
+    if train or evaluation:
+        loss_axes.legend()
+    else:
+        loss_axes.text(0.5, 0.5, "no loss logged", ha="center", transform=loss_axes.transAxes)
+    rates = [r for r in train if "learning_rate" in r]
+    lr_axes.plot([r["step"] for r in rates], [r["learning_rate"] for r in rates], marker=".")
+    lr_axes.set(title="learning rate", xlabel="step")
+    return figure
+
+
+def png(figure: Any) -> bytes:
+    """The figure as PNG bytes (what the notebook displays and the HTML export embeds)."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def plot_loss(output_dir: str | Path) -> Path | None:
+    """Save the loss curves of `output_dir/trainer_state.json` as training_loss.png (None: no state)."""
+    output_dir = Path(output_dir)
+    state_file = output_dir / "trainer_state.json"
+    if not state_file.is_file():
+        return None
+    figure = training_curves(json.loads(state_file.read_text()))
+    path = output_dir / LOSS_PLOT_NAME
+    figure.savefig(path, dpi=100)
+    return path
+
+
+# ---- Predictions and metrics --------------------------------------------------------------------
+
+
+def read_predictions(path: str | Path) -> list[dict[str, str]]:
+    """generate.py's JSON lines {"input", "predict", "target"}; a bad line is an error naming file:line."""
+    from common.data import DataError, read_json_records
+
+    rows = []
+    for record in read_json_records(str(path)):
+        for key in ("predict", "target"):
+            if not isinstance(record.get(key), str):
+                raise DataError(
+                    f"{record['_where']}: '{key}' must be a string (a generate.py predictions file)"
+                )
+        rows.append(
+            {"input": record.get("input") or "", "predict": record["predict"], "target": record["target"]}
+        )
+    return rows
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def read_metrics(path: str | Path | None) -> dict[str, Any] | None:
+    return json.loads(Path(path).read_text()) if path and Path(path).is_file() else None
+
+
+def metrics_table(metrics: dict[str, Any], baseline: dict[str, Any] | None = None) -> Any:
+    """One row per metric (x100, mean over samples): this run, and the baseline with the difference."""
+    import pandas as pd
+
+    rows = []
+    for name in METRIC_NAMES:
+        row: dict[str, Any] = {"metric": name, "run": metrics.get(name)}
+        if baseline is not None:
+            row["baseline"] = baseline.get(name)
+            both = isinstance(row["run"], int | float) and isinstance(row["baseline"], int | float)
+            row["difference"] = row["run"] - row["baseline"] if both else None
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("metric")
+
+
+def worst_samples(rows: list[dict[str, str]], per_sample: list[dict[str, float]], count: int) -> Any:
+    """The `count` samples with the lowest ROUGE-L (ties: lowest ROUGE-1), prediction beside reference."""
+    import pandas as pd
+
+    if len(rows) != len(per_sample):
+        raise ValueError(f"{len(rows)} predictions but {len(per_sample)} per-sample scores")
+    table = pd.DataFrame(
+        [
+            {
+                "index": i,
+                **{m: s[m] for m in METRIC_NAMES},
+                "prediction": r["predict"],
+                "reference": r["target"],
+            }
+            for i, (r, s) in enumerate(zip(rows, per_sample, strict=True))
+        ]
+    )
+    if table.empty:
+        return table
+    return table.sort_values(["rouge-l", "rouge-1", "index"], kind="stable").head(count).set_index("index")
+
+
+def length_summary(rows: list[dict[str, str]]) -> Any:
+    """Character lengths of predictions and references: count, mean, quartiles, max, empties."""
+    import pandas as pd
+
+    lengths = pd.DataFrame(
+        {"prediction": [len(r["predict"]) for r in rows], "reference": [len(r["target"]) for r in rows]}
+    )
+    summary = lengths.describe().T
+    summary["empty"] = (lengths == 0).sum()
+    return summary
+
+
+def length_histogram(rows: list[dict[str, str]]) -> Any:
+    """Overlaid histograms of prediction and reference length in characters."""
+    from matplotlib.figure import Figure
+
+    predicted = [len(r["predict"]) for r in rows]
+    reference = [len(r["target"]) for r in rows]
+    figure = Figure(figsize=(7, 3.5), layout="constrained")
+    axes = figure.subplots()
+    top = max([*predicted, *reference, 1])
+    bins = min(40, max(5, int(math.sqrt(len(rows) or 1)) * 2))
+    edges = [top * i / bins for i in range(bins + 1)]
+    axes.hist(reference, bins=edges, alpha=0.6, label="reference")
+    axes.hist(predicted, bins=edges, alpha=0.6, label="prediction")
+    axes.set(title="answer length", xlabel="characters", ylabel="samples")
+    axes.legend()
+    return figure
+
+
+def load_evaluation(predictions_file: str | Path) -> tuple[list[dict], dict[str, Any], list[dict]]:
+    """(predictions, metrics.json, per-sample scores) written by scripts/evaluate.py beside the predictions."""
+    predictions_file = Path(predictions_file)
+    metrics_file = predictions_file.with_name("metrics.json")
+    per_sample_file = predictions_file.with_name("metrics_per_sample.jsonl")
+    for path in (predictions_file, metrics_file, per_sample_file):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found; run `python scripts/evaluate.py --predictions_file {predictions_file}` first"
+            )
+    return read_predictions(predictions_file), read_metrics(metrics_file), read_jsonl(per_sample_file)

@@ -1,0 +1,112 @@
+"""Score a predictions file from generate.py: BLEU-4 and ROUGE-1/2/L, as LLaMA-Factory reports them.
+
+    python scripts/evaluate.py --predictions_file trained_models/tiny-llama/predictions.jsonl
+    python scripts/evaluate.py --predictions_file outputs/run1/predictions.jsonl --report_to wandb
+
+Writes, next to the predictions (or in --output_dir):
+  metrics.json                 the mean of each metric over samples (x100), the sample count
+  metrics_per_sample.jsonl     one line of scores per prediction, in file order (the report's worst-first table)
+An existing metrics.json is kept unless --overwrite. Metric definitions: common/metrics.py.
+With --report_to wandb the metrics, a table of predictions and the two files go to a W&B "eval" run
+(offline without an API key; the log says how to `wandb sync` it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
+
+from common.config import ConfigError, config_field, parse_config  # noqa: E402
+from common.data import DataError  # noqa: E402
+from common.runs import RunError, setup_logging  # noqa: E402
+
+logger = logging.getLogger("evaluate")
+METRICS_FILE = "metrics.json"
+PER_SAMPLE_FILE = "metrics_per_sample.jsonl"
+
+
+@dataclasses.dataclass
+class EvaluateConfig:
+    predictions_file: str = config_field(
+        "trained_models/tiny-llama/predictions.jsonl",
+        'generate.py output: JSON lines {"input", "predict", "target"}',
+    )
+    output_dir: str | None = config_field(
+        None, "where metrics.json goes (null: the predictions file's folder)"
+    )
+    overwrite: bool = config_field(False, "allow replacing an existing metrics.json")
+    report_to: str = config_field("none", "none or wandb (offline when there is no API key)")
+    wandb_project: str = config_field("belle-finetune", "W&B project name")
+    run_name: str | None = config_field(None, "W&B run name (default: eval-<the predictions folder's name>)")
+
+    def validate(self) -> None:
+        if self.report_to not in ("none", "wandb"):
+            raise ConfigError(f"report_to must be none or wandb, got {self.report_to!r}")
+
+
+def main(argv: list[str] | None = None) -> Path:
+    setup_logging()
+    # ---- Config -------------------------------------------------------------------------------
+    config = parse_config(EvaluateConfig, argv, description=__doc__)
+    predictions_file = Path(config.predictions_file)
+    output_dir = Path(config.output_dir) if config.output_dir else predictions_file.parent
+    metrics_file = output_dir / METRICS_FILE
+    if metrics_file.exists() and not config.overwrite:
+        raise RunError(f"{metrics_file} already exists. Nothing was changed. Pass --overwrite to replace it, "
+                       "or choose another --output_dir.")  # fmt: skip
+
+    # ---- Data ---------------------------------------------------------------------------------
+    from common.report import read_predictions
+
+    rows = read_predictions(predictions_file)
+    logger.info("%d predictions from %s", len(rows), predictions_file)
+
+    # ---- Score --------------------------------------------------------------------------------
+    from statistics import fmean
+
+    from tqdm import tqdm
+
+    from common.metrics import METRIC_NAMES, score_pair
+
+    per_sample = [score_pair(r["predict"], r["target"]) for r in tqdm(rows, desc="scoring")]
+    metrics: dict = {name: fmean(s[name] for s in per_sample) if per_sample else 0.0 for name in METRIC_NAMES}
+    metrics |= {
+        "num_samples": len(rows),
+        "empty_predictions": sum(not r["predict"].strip() for r in rows),
+        "predictions_file": str(predictions_file),
+    }
+
+    # ---- Save ---------------------------------------------------------------------------------
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir / PER_SAMPLE_FILE, "w", encoding="utf-8") as out:
+        for index, scores in enumerate(per_sample):
+            out.write(json.dumps({"index": index, **scores}) + "\n")
+    metrics_file.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    logger.info("wrote %s and %s", metrics_file, output_dir / PER_SAMPLE_FILE)
+    print(" ".join(f"{name} {metrics[name]:.2f}" for name in METRIC_NAMES))
+
+    # ---- Track --------------------------------------------------------------------------------
+    if config.report_to == "wandb":
+        from common.runs import log_eval_to_wandb
+
+        log_eval_to_wandb(
+            config.wandb_project,
+            config.run_name or f"eval-{predictions_file.parent.name}",
+            metrics,
+            rows,
+            per_sample,
+            files=[predictions_file, metrics_file, output_dir / PER_SAMPLE_FILE],
+        )
+    return metrics_file
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, DataError, RunError, OSError) as err:
+        sys.exit(f"error: {err}")
