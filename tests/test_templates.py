@@ -1,0 +1,161 @@
+"""Chat templates are exact: the rendered text matches each model's official format (hand-written
+fixture with sources), and ids/labels on the tiny tokenizer train every answer and nothing else."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from common.data import build_supervised_example
+from common.modeling import load_tokenizer
+from common.templates import (
+    IGNORE_INDEX,
+    TEMPLATES,
+    TemplateError,
+    encode_conversation,
+    encode_generation_prompt,
+    get_template,
+    render_text,
+    split_budget,
+)
+
+FIXTURE = json.loads((Path(__file__).parent / "fixtures/templates/two_turn_with_system.json").read_text())
+SYSTEM = FIXTURE["conversation"]["system"]
+MESSAGES = FIXTURE["conversation"]["messages"]
+NAMES = sorted(FIXTURE["templates"])
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_llama):
+    return load_tokenizer(str(tiny_llama))
+
+
+def expected_ids(text: str, tokenizer) -> list[int]:
+    """Ids of a fixture segment: <s>/</s> are the bos/eos ids, the rest plain text."""
+    ids = []
+    for part in re.split(r"(<s>|</s>)", text):
+        if part == "<s>":
+            ids.append(tokenizer.bos_token_id)
+        elif part == "</s>":
+            ids.append(tokenizer.eos_token_id)
+        elif part:
+            ids += tokenizer(part, add_special_tokens=False)["input_ids"]
+    return ids
+
+
+def test_every_template_has_a_fixture_with_a_source():
+    assert sorted(TEMPLATES) == NAMES
+    assert all(FIXTURE["templates"][n]["source"] for n in NAMES)
+    assert all(TEMPLATES[n].doc for n in NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_rendered_text_is_the_official_format(name):
+    segments = FIXTURE["templates"][name]["segments"]
+    assert render_text(get_template(name), MESSAGES, SYSTEM) == "".join(text for text, _ in segments)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_exact_ids_and_labels_train_every_answer(name, tokenizer):
+    segments = FIXTURE["templates"][name]["segments"]
+    example = encode_conversation(get_template(name), tokenizer, MESSAGES, SYSTEM, cutoff_len=4096)
+    ids, labels = [], []
+    for text, trained in segments:
+        piece = expected_ids(text, tokenizer)
+        ids += piece
+        labels += piece if trained else [IGNORE_INDEX] * len(piece)
+    assert example["input_ids"] == ids
+    assert example["labels"] == labels
+    assert example["attention_mask"] == [1] * len(ids)
+    # Both answers are trained, and the trained spans decode to exactly the fixture's answer segments.
+    spans, current = [], []
+    for label in example["labels"] + [IGNORE_INDEX]:
+        if label == IGNORE_INDEX and current:
+            spans.append(tokenizer.decode(current))
+            current = []
+        elif label != IGNORE_INDEX:
+            current.append(label)
+    assert spans == [text for text, trained in segments if trained]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_generation_prompt_is_the_training_prompt(name, tokenizer):
+    template = get_template(name)
+    train = encode_conversation(template, tokenizer, MESSAGES, SYSTEM, cutoff_len=4096)
+    prompt = encode_generation_prompt(template, tokenizer, MESSAGES[:3], SYSTEM)
+    n = len(prompt)
+    assert train["input_ids"][:n] == prompt
+    assert train["labels"][n - 1] == IGNORE_INDEX and train["labels"][n] != IGNORE_INDEX
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-bloom"])
+@pytest.mark.parametrize("extra", [{}, {"input": "今天天气很好。"}])
+def test_belle_template_is_todays_build_supervised_example(model, extra, tiny_models):
+    tokenizer = load_tokenizer(str(tiny_models / model))
+    record = {"instruction": "把下面的句子翻译成英文。", "output": "The weather is nice today. " * 8, **extra}
+    query = record["instruction"] + (f"\n{record['input']}" if record.get("input") else "")
+    messages = [{"role": "user", "content": query}, {"role": "assistant", "content": record["output"]}]
+    full = build_supervised_example(record, tokenizer, 1024)
+    prompt_len = full["labels"].count(IGNORE_INDEX)
+    # Same ids whole and with the answer cut, wherever the prompt takes at most half of cutoff_len (a
+    # longer prompt used to drop the example; now the turn's budget is split, see split_budget).
+    for cutoff in (1024, 2 * prompt_len, 2 * prompt_len + 5):
+        new = encode_conversation(get_template("belle"), tokenizer, messages, None, cutoff_len=cutoff)
+        assert new == build_supervised_example(record, tokenizer, cutoff)
+
+
+def test_truncation_keeps_whole_turns_then_shares_the_rest(tokenizer):
+    template = get_template("belle")
+    full = encode_conversation(template, tokenizer, MESSAGES, None, cutoff_len=4096)
+    first_turn = encode_conversation(template, tokenizer, MESSAGES[:2], None, cutoff_len=4096)
+    n1 = len(first_turn["input_ids"])
+    # Room for the first turn and 4 more tokens. The second answer "4</s>" is 2 tokens: it is short (at most
+    # half the budget), so it is kept whole and the second prompt is cut to its first 2 tokens.
+    cut = encode_conversation(template, tokenizer, MESSAGES, None, cutoff_len=n1 + 4)
+    assert cut["input_ids"][:n1] == first_turn["input_ids"]
+    assert cut["input_ids"][n1:] == full["input_ids"][n1 : n1 + 2] + full["input_ids"][-2:]
+    assert cut["labels"][n1:] == [IGNORE_INDEX] * 2 + full["labels"][-2:]
+    # With 2 tokens left the split gives the answer int(2 * 2 / (prompt + 2)) = 0: the turn is dropped.
+    # Exactly the first turn when the second has no room at all.
+    assert encode_conversation(template, tokenizer, MESSAGES, None, cutoff_len=n1 + 2) == first_turn
+    assert encode_conversation(template, tokenizer, MESSAGES, None, cutoff_len=n1) == first_turn
+
+
+def test_split_budget_is_proportional_when_both_sides_are_long():
+    assert split_budget(10, 5, 100) == (10, 5)
+    assert split_budget(90, 10, 50) == (40, 10)  # short answer kept whole
+    assert split_budget(10, 90, 50) == (10, 40)  # short prompt kept whole
+    assert split_budget(20, 25, 40) == (20, 20)  # both short: the prompt wins
+    assert split_budget(60, 40, 50) == (30, 20)  # both long: 60:40
+
+
+def test_roles_must_alternate(tokenizer):
+    bad = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
+    with pytest.raises(TemplateError, match="turn 1 is 'user', expected 'assistant'"):
+        encode_conversation(get_template("belle"), tokenizer, bad)
+    with pytest.raises(TemplateError, match="unknown template 'qwen'; choose one of"):
+        get_template("qwen")
+
+
+CHATML_JINJA = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def test_tokenizer_template_uses_the_tokenizers_chat_template(tokenizer):
+    tok = copy.deepcopy(tokenizer)
+    with pytest.raises(TemplateError, match="no chat_template"):
+        encode_conversation("tokenizer", tok, MESSAGES, SYSTEM)
+    tok.chat_template = CHATML_JINJA
+    example = encode_conversation("tokenizer", tok, MESSAGES, SYSTEM, cutoff_len=4096)
+    official = render_text(get_template("chatml"), MESSAGES, SYSTEM) + "\n"  # Qwen's text ends with \n
+    assert tok.decode(example["input_ids"]) == official
+    trained = [t for t in example["labels"] if t != IGNORE_INDEX]
+    assert tok.decode(trained) == "Hello!<|im_end|>\n4<|im_end|>\n"
+    prompt = encode_generation_prompt("tokenizer", tok, MESSAGES[:3], SYSTEM)
+    assert example["input_ids"][: len(prompt)] == prompt
