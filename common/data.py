@@ -7,9 +7,11 @@ merge characters across the boundary and then no label mask can separate them cl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +132,463 @@ def encode_prompt(record: dict[str, Any], tokenizer: Any) -> list[int]:
     if tokenizer.eos_token_id is not None and prompt_ids and prompt_ids[-1] == tokenizer.eos_token_id:
         prompt_ids = prompt_ids[:-1]  # some tokenizers append eos by default; it belongs after the response
     return prompt_ids
+
+
+# ==== Dataset formats, the registry and bad-record reporting ======================================
+# Every supported format is normalised to one shape before templating:
+#   SFT:        {"system": str | None, "messages": [{"role": "user"|"assistant", "content": str}, ...]}
+#   preference: the same, with the prompt conversation ending on a user turn, plus "chosen" / "rejected"
+#   pre-train:  {"text": str}
+# plus "_where" (file:line or file: item i, for error messages) and "_source" (the dataset name).
+
+MAX_LISTED_PROBLEMS = 10
+ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "history": "history",
+                  "system": "system", "chosen": "chosen", "rejected": "rejected"}  # fmt: skip
+SHAREGPT_COLUMNS = {
+    "messages": "conversations",
+    "system": "system",
+    "chosen": "chosen",
+    "rejected": "rejected",
+}
+SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
+                 "system_tag": "system"}  # fmt: skip
+OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
+               "system_tag": "system"}  # fmt: skip
+_BELLE_TURN = re.compile(r"(?:^|\n)\s*(Human|Assistant)\s*[:：]")
+
+
+class RecordError(ValueError):
+    """One bad record; the loader adds where it is and decides whether to stop or skip."""
+
+
+@dataclasses.dataclass
+class DatasetSpec:
+    """One entry of dataset_info.json (LLaMA-Factory's keys), or a file given with --data_path."""
+
+    name: str
+    file_name: str | None = None
+    hf_hub_url: str | None = None
+    subset: str | None = None
+    split: str = "train"
+    formatting: str = "alpaca"  # alpaca | sharegpt | text
+    ranking: bool = False
+    columns: dict[str, str] = dataclasses.field(default_factory=dict)
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def column(self, key: str) -> str | None:
+        defaults = SHAREGPT_COLUMNS if self.formatting == "sharegpt" else ALPACA_COLUMNS
+        if self.formatting == "text":
+            defaults = {"text": "text"}
+        return self.columns.get(key, defaults.get(key))
+
+    def tag(self, key: str) -> str:
+        return self.tags.get(key, SHAREGPT_TAGS[key])
+
+
+# ---- reading files, collecting problems -----------------------------------------------------------
+
+
+def read_records(path: str | Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """Records of a .json / .jsonl file (array or lines) or a .txt file (one {"text"} per non-empty line).
+
+    With `problems` given, a broken JSON line is noted there and skipped instead of stopping the read.
+    """
+    path = Path(path)
+    if path.suffix != ".txt":
+        if problems is None or not path.is_file():
+            return read_json_records(path)
+        try:
+            return read_json_records(path)
+        except DataError as err:
+            if "invalid JSON line" not in str(err):
+                raise
+        return _read_json_lines_lenient(path, problems)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8 ({err.reason})") from None
+    records = [
+        {"text": line, "_where": f"{path}:{n}"} for n, line in enumerate(text.splitlines(), 1) if line.strip()
+    ]
+    if not records:
+        raise DataError(f"{path}: the file is empty")
+    return records
+
+
+def _read_json_lines_lenient(path: Path, problems: list[str]) -> list[dict[str, Any]]:
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            problems.append(f"{path}:{number}: invalid JSON line: {err.msg} (column {err.colno})")
+            continue
+        if not isinstance(record, dict):
+            problems.append(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+            continue
+        record["_where"] = f"{path}:{number}"
+        records.append(record)
+    return records
+
+
+def report_problems(problems: list[str], skip: bool, what: str) -> None:
+    """Stop with the first problems listed, or (skip) log how many records were skipped and why."""
+    if not problems:
+        return
+    if not skip:
+        listed = "\n  ".join(problems[:MAX_LISTED_PROBLEMS])
+        more = (
+            f"\n  ... and {len(problems) - MAX_LISTED_PROBLEMS} more"
+            if len(problems) > MAX_LISTED_PROBLEMS
+            else ""
+        )
+        raise DataError(f"{what}: {len(problems)} bad record(s); pass --skip_bad_records to skip them:\n  "
+                        f"{listed}{more}")  # fmt: skip
+    reasons: dict[str, int] = {}
+    for problem in problems:
+        reason = re.sub(r"^.*?: ", "", problem, count=1)
+        reason = re.sub(r"\d+", "N", reason)  # group "turn 3 ..." and "turn 5 ..." together
+        reasons[reason] = reasons.get(reason, 0) + 1
+    summary = "; ".join(f"{n} × {reason}" for reason, n in sorted(reasons.items(), key=lambda x: -x[1]))
+    logger.warning("%s: skipped %d bad record(s): %s (first: %s)", what, len(problems), summary, problems[0])
+
+
+# ---- normalising one record --------------------------------------------------------------------
+
+
+def _text(
+    record: dict[str, Any], column: str | None, required: bool, allow_empty: bool = False
+) -> str | None:
+    if column is None:
+        return None
+    if column not in record:
+        if required:
+            raise RecordError(f"'{column}' is missing")
+        return None
+    value = record[column]
+    if value is None:
+        if required:
+            raise RecordError(f"'{column}' is null")
+        return None
+    if not isinstance(value, str):
+        raise RecordError(f"'{column}' must be a string, got {type(value).__name__}")
+    if required and not allow_empty and not value.strip():
+        raise RecordError(f"'{column}' is empty")
+    return value
+
+
+def split_belle_dialogue(text: str) -> list[dict[str, str]] | None:
+    """BELLE multi-turn (0.8M) packs the dialogue into one string: `Human:q\\nAssistant:a\\nHuman:q2\\n
+    Assistant:`. Its turns, or None when the text is not such a dialogue."""
+    if not text.lstrip().startswith("Human") or len(_BELLE_TURN.findall(text)) < 2:
+        return None
+    parts = _BELLE_TURN.split(text)  # ["", "Human", " q", "Assistant", " a", ...]
+    turns = []
+    for speaker, content in zip(parts[1::2], parts[2::2], strict=True):
+        turns.append({"role": "user" if speaker == "Human" else "assistant", "content": content.strip()})
+    return turns
+
+
+def _alpaca_messages(record: dict[str, Any], spec: DatasetSpec, response: str | None) -> list[dict[str, str]]:
+    prompt = _text(record, spec.column("prompt"), required=True)
+    query = _text(record, spec.column("query"), required=False)
+    messages: list[dict[str, str]] = []
+    history = record.get(spec.column("history") or "")
+    if history:
+        if not isinstance(history, list) or not all(
+            isinstance(pair, list | tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)
+            for pair in history
+        ):
+            raise RecordError(f"'{spec.column('history')}' must be a list of [question, answer] string pairs")
+        for question, answer in history:
+            messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    dialogue = split_belle_dialogue(prompt) if not query else None
+    if dialogue and dialogue[-1] == {"role": "assistant", "content": ""}:
+        messages += dialogue[:-1]  # BELLE multi-turn: the answer to the last question is the output
+    else:
+        messages.append({"role": "user", "content": f"{prompt}\n{query}" if query else prompt})
+    if response is not None:
+        messages.append({"role": "assistant", "content": response})
+    return messages
+
+
+def _sharegpt_messages(record: dict[str, Any], spec: DatasetSpec) -> tuple[str | None, list[dict[str, str]]]:
+    column = spec.column("messages")
+    turns = record.get(column)
+    if column not in record:
+        raise RecordError(f"'{column}' is missing")
+    if not isinstance(turns, list) or not turns:
+        raise RecordError(f"'{column}' must be a non-empty list of turns")
+    roles = {
+        spec.tag("user_tag"): "user",
+        spec.tag("assistant_tag"): "assistant",
+        spec.tag("system_tag"): "system",
+    }
+    system, messages = None, []
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            raise RecordError(f"turn {i} is not an object")
+        role = roles.get(turn.get(spec.tag("role_tag")))
+        content = turn.get(spec.tag("content_tag"))
+        if role is None:
+            raise RecordError(f"turn {i}: unknown role {turn.get(spec.tag('role_tag'))!r} "
+                              f"(expected one of {', '.join(roles)})")  # fmt: skip
+        if not isinstance(content, str):
+            raise RecordError(f"turn {i}: '{spec.tag('content_tag')}' must be a string")
+        if role == "system" and i == 0:
+            system = content
+        else:
+            messages.append({"role": role, "content": content})
+    return system, messages
+
+
+def check_conversation(messages: list[dict[str, str]], answer_last: bool = True) -> None:
+    for i, message in enumerate(messages):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if message["role"] != expected:
+            raise RecordError(f"turn {i} is {message['role']!r} where {expected!r} was expected "
+                              "(roles must alternate, starting with the user)")  # fmt: skip
+        if expected == "assistant" and not message["content"].strip():
+            raise RecordError(f"turn {i}: empty response")
+    if not messages:
+        raise RecordError("no turns")
+    if answer_last and messages[-1]["role"] != "assistant":
+        raise RecordError("the conversation ends with a user turn: no answer to train on")
+    if not answer_last and messages[-1]["role"] != "user":
+        raise RecordError("the prompt conversation must end with a user turn")
+
+
+def _split_hh_rlhf(chosen: str, rejected: str) -> tuple[list[dict[str, str]], str, str]:
+    """Anthropic HH-RLHF rows hold whole dialogues `\\n\\nHuman: q\\n\\nAssistant: a...`; the shared
+    part up to the last `\\n\\nAssistant:` is the prompt, the rest the two answers."""
+    marker = "\n\nAssistant:"
+    cut = chosen.rfind(marker)
+    if cut < 0 or not rejected.startswith(chosen[: cut + len(marker)]):
+        raise RecordError(
+            "chosen and rejected do not share a `Human: ... Assistant:` prompt (HH-RLHF format)"
+        )
+    prompt = chosen[:cut]
+    turns = re.split(r"\n\n(Human|Assistant):", prompt)
+    messages = [{"role": "user" if s == "Human" else "assistant", "content": c.strip()}
+                for s, c in zip(turns[1::2], turns[2::2], strict=True)]  # fmt: skip
+    start = cut + len(marker)
+    return messages, chosen[start:].strip(), rejected[start:].strip()
+
+
+def normalise_record(record: dict[str, Any], spec: DatasetSpec) -> dict[str, Any]:
+    """One raw record in the spec's format → the normalised shape above; RecordError says what is wrong."""
+    if spec.formatting == "text":
+        return {"text": _text(record, spec.column("text"), required=True)}
+    system = None
+    if spec.ranking:
+        chosen_col, rejected_col = spec.column("chosen"), spec.column("rejected")
+        response_col = spec.column("response")
+        if spec.formatting == "alpaca" and isinstance(record.get(response_col), list):
+            pair = record[response_col]  # alpaca ranking: output: [chosen, rejected]
+            if len(pair) != 2 or not all(isinstance(x, str) for x in pair):
+                raise RecordError(f"'{response_col}' must be [chosen, rejected] strings")
+            chosen, rejected = pair
+        else:
+            chosen, rejected = (_answer(record, c, spec) for c in (chosen_col, rejected_col))
+        if (
+            spec.formatting == "alpaca"
+            and record.get(spec.column("prompt")) is None
+            and chosen.lstrip().startswith("Human:")
+        ):
+            messages, chosen, rejected = _split_hh_rlhf("\n\n" + chosen.lstrip(), "\n\n" + rejected.lstrip())
+        elif spec.formatting == "sharegpt":
+            system, messages = _sharegpt_messages(record, spec)
+        else:
+            messages = _alpaca_messages(record, spec, None)
+        for name, value in (("chosen", chosen), ("rejected", rejected)):
+            if not value.strip():
+                raise RecordError(f"empty response ('{name}')")
+        check_conversation(messages, answer_last=False)
+        system = _text(record, spec.column("system"), required=False) or system
+        return {"system": system, "messages": messages, "chosen": chosen, "rejected": rejected}
+    if spec.formatting == "sharegpt":
+        system, messages = _sharegpt_messages(record, spec)
+    else:
+        response = _text(record, spec.column("response"), required=True, allow_empty=True)
+        messages = _alpaca_messages(record, spec, response)
+    check_conversation(messages)
+    system = _text(record, spec.column("system"), required=False) or system
+    return {"system": system, "messages": messages}
+
+
+def _answer(record: dict[str, Any], column: str, spec: DatasetSpec) -> str:
+    value = record.get(column)
+    if isinstance(value, dict):  # sharegpt ranking: the answer is a message object
+        value = value.get(spec.tag("content_tag"))
+    if column not in record:
+        raise RecordError(f"'{column}' is missing")
+    if not isinstance(value, str):
+        raise RecordError(f"'{column}' is null" if value is None else f"'{column}' must be a string")
+    return value
+
+
+# ---- the registry ----------------------------------------------------------------------------------
+
+
+def load_dataset_info(dataset_dir: str | Path) -> dict[str, DatasetSpec]:
+    """dataset_info.json in `dataset_dir` (LLaMA-Factory's format) as specs by name."""
+    path = Path(dataset_dir) / "dataset_info.json"
+    if not path.is_file():
+        raise DataError(f"no dataset registry at {path} (needed for --dataset)")
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+    known = {f.name for f in dataclasses.fields(DatasetSpec)} - {"name"}
+    specs = {}
+    for name, entry in entries.items():
+        if name.startswith("_"):
+            continue
+        unknown = set(entry) - known
+        if unknown:
+            raise DataError(
+                f"{path}: dataset {name!r}: unknown key(s) {sorted(unknown)}; valid: {sorted(known)}"
+            )
+        if not entry.get("file_name") and not entry.get("hf_hub_url"):
+            raise DataError(f"{path}: dataset {name!r} needs file_name or hf_hub_url")
+        if entry.get("formatting", "alpaca") not in ("alpaca", "sharegpt", "text"):
+            raise DataError(f"{path}: dataset {name!r}: formatting must be alpaca, sharegpt or text")
+        specs[name] = DatasetSpec(name=name, **entry)
+    return specs
+
+
+def spec_from_path(data_path: str | Path) -> DatasetSpec:
+    """A spec for a file given directly: .txt is pre-training text; JSON is recognised by its keys."""
+    path = Path(data_path)
+    spec = DatasetSpec(name=path.name, file_name=str(path))
+    if path.suffix == ".txt":
+        spec.formatting = "text"
+        return spec
+    try:
+        first = read_json_records(path)[0]
+    except (DataError, IndexError):
+        return spec  # the real read reports the problem with its line
+    if "conversations" in first or "messages" in first:
+        spec.formatting = "sharegpt"
+        if "messages" in first:
+            spec.columns = {"messages": "messages"}
+            spec.tags = dict(OPENAI_TAGS)
+    elif "text" in first and "instruction" not in first:
+        spec.formatting = "text"
+    spec.ranking = "chosen" in first and "rejected" in first
+    if spec.formatting == "alpaca" and isinstance(first.get("output"), list):
+        spec.ranking = True
+    return spec
+
+
+def _raw_records(
+    spec: DatasetSpec, dataset_dir: str | Path, problems: list[str] | None
+) -> list[dict[str, Any]]:
+    if spec.file_name:
+        path = Path(spec.file_name)
+        if not path.is_absolute() and not path.exists():
+            path = Path(dataset_dir) / spec.file_name
+        if path.is_dir():  # a folder: every data file in it, in name order (the pre-training corpus)
+            files = sorted(p for p in path.iterdir() if p.suffix in (".txt", ".json", ".jsonl"))
+            if not files:
+                raise DataError(f"dataset {spec.name!r}: no .txt/.json/.jsonl file in {path}")
+            return [r for f in files for r in read_records(f, problems)]
+        return read_records(path, problems)
+    try:
+        import datasets
+
+        hub = datasets.load_dataset(spec.hf_hub_url, spec.subset, split=spec.split)
+    except Exception as err:  # noqa: BLE001 - any hub/network failure becomes one clear message
+        raise DataError(f"dataset {spec.name!r}: cannot load {spec.hf_hub_url!r} from the Hugging Face hub "
+                        f"(offline? set HF_ENDPOINT, or download it and register file_name): "
+                        f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None  # fmt: skip
+    return [dict(row, _where=f"{spec.hf_hub_url}[{i}]") for i, row in enumerate(hub)]
+
+
+def load_normalised(
+    spec: DatasetSpec,
+    dataset_dir: str | Path = "data_dir",
+    skip_bad_records: bool = False,
+    max_samples: int | None = None,
+) -> list[dict[str, Any]]:
+    """Normalised records of one dataset; bad ones stop the run (listed) or are skipped (counted)."""
+    problems: list[str] = []
+    raw = _raw_records(spec, dataset_dir, problems)
+    if max_samples is not None:
+        raw = raw[:max_samples]
+    records = []
+    for record in raw:
+        try:
+            normal = normalise_record(record, spec)
+        except RecordError as err:
+            problems.append(f"{record['_where']}: {err}")
+            continue
+        records.append(normal | {"_where": record["_where"], "_source": spec.name})
+    report_problems(problems, skip_bad_records, spec.file_name or spec.hf_hub_url or spec.name)
+    if not records:
+        raise DataError(f"dataset {spec.name!r}: no usable record")
+    return records
+
+
+def resolve_specs(dataset: str | None, data_path: str | None, dataset_dir: str | Path) -> list[DatasetSpec]:
+    """--dataset a,b (names in dataset_info.json) wins over --data_path (one file)."""
+    if dataset:
+        registry = load_dataset_info(dataset_dir)
+        specs = []
+        for name in (n.strip() for n in dataset.split(",") if n.strip()):
+            if name not in registry:
+                raise DataError(f"dataset {name!r} is not in {Path(dataset_dir) / 'dataset_info.json'}; "
+                                f"registered: {', '.join(registry)}")  # fmt: skip
+            specs.append(registry[name])
+        return specs
+    if not data_path:
+        raise DataError("no data: pass --dataset (registered names) or --data_path (a file)")
+    return [spec_from_path(data_path)]
+
+
+def load_mixed(
+    specs: list[DatasetSpec],
+    dataset_dir: str | Path = "data_dir",
+    skip_bad_records: bool = False,
+    max_samples: int | None = None,
+    seed: int = 42,
+) -> list[dict[str, Any]]:
+    """Several datasets, `max_samples` from each, shuffled together with `seed` (one dataset keeps its
+    file order, so a single --data_path run is what it always was)."""
+    records = []
+    for spec in specs:
+        part = load_normalised(spec, dataset_dir, skip_bad_records, max_samples)
+        logger.info("dataset %s: %d records", spec.name, len(part))
+        records += part
+    if len(specs) > 1:
+        random.Random(seed).shuffle(records)
+    return records
+
+
+def load_preference_records(
+    source: str | Path | DatasetSpec,
+    dataset_dir: str | Path = "data_dir",
+    skip_bad_records: bool = False,
+    max_samples: int | None = None,
+) -> list[dict[str, Any]]:
+    """Preference pairs as {"system", "messages" (prompt, ends on a user turn), "chosen", "rejected"}.
+
+    `source`: a registered name, a file (chosen/rejected columns, alpaca `output: [chosen, rejected]`,
+    raw HH-RLHF strings, sharegpt ranking) or a DatasetSpec.
+    """
+    if isinstance(source, DatasetSpec):
+        spec = source
+    elif Path(source).exists():
+        spec = spec_from_path(source)
+    else:
+        spec = resolve_specs(str(source), None, dataset_dir)[0]
+    if not spec.ranking:
+        raise DataError(
+            f"dataset {spec.name!r} is not a preference dataset (no chosen/rejected; set ranking)"
+        )
+    return load_normalised(spec, dataset_dir, skip_bad_records, max_samples)
