@@ -26,11 +26,13 @@ if [ ! -f "$stamp" ]; then
   python -m pip install -q -r "$venv/requirements-no-deepspeed.txt"
   DS_BUILD_OPS=0 python -m pip install -q --no-build-isolation "$(grep '^deepspeed' requirements.txt)"
   python -m pip check
-  python -m ipykernel install --user --name belle-finetune --display-name "belle-finetune (.venv)" > /dev/null
   touch "$stamp"
 else
   echo "[setup] packages already installed in $venv"
 fi
+# Registered on every run (it is cheap): the kernel must point at this environment's python, also when
+# another clone registered the same name before.
+python -m ipykernel install --user --name belle-finetune --display-name "belle-finetune ($(pwd)/$venv)" > /dev/null
 
 python scripts/build_tiny_models.py
 echo "[setup] done: activate with '. $venv/bin/activate'"
