@@ -592,3 +592,156 @@ def load_preference_records(
             f"dataset {spec.name!r} is not a preference dataset (no chosen/rejected; set ranking)"
         )
     return load_normalised(spec, dataset_dir, skip_bad_records, max_samples)
+
+
+# ---- tokenising with a template, cached on disk -----------------------------------------------------
+
+CACHE_VERSION = 1  # bump when the rendering or truncation code changes what a cached dataset holds
+
+
+def spec_files(specs: list[DatasetSpec], dataset_dir: str | Path) -> list[str]:
+    """The local files behind the specs (folders expanded); a missing one is a clear error."""
+    files = []
+    for spec in specs:
+        if not spec.file_name:
+            continue
+        path = Path(spec.file_name)
+        if not path.is_absolute() and not path.exists():
+            path = Path(dataset_dir) / spec.file_name
+        if path.is_dir():
+            files += [str(p) for p in sorted(path.iterdir()) if p.suffix in (".txt", ".json", ".jsonl")]
+        elif path.is_file():
+            files.append(str(path))
+        else:
+            raise DataError(f"data file not found: {path}")
+    return files
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """sha256 of the tokenizer's files (tokenizer.json or the vocab files) plus its special tokens."""
+    import hashlib
+
+    digest = hashlib.sha256(repr(sorted(tokenizer.special_tokens_map.items())).encode())
+    folder = Path(str(getattr(tokenizer, "name_or_path", "")))
+    names = ("tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt", "tokenizer_config.json")
+    found = [folder / n for n in names if (folder / n).is_file()]
+    for path in found:
+        digest.update(path.read_bytes())
+    if not found:  # not a local folder: the vocabulary itself
+        digest.update(json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False).encode())
+    digest.update(str(getattr(tokenizer, "chat_template", None)).encode())
+    return digest.hexdigest()
+
+
+def tokenised_cache_key(
+    specs: list[DatasetSpec], dataset_dir: str | Path, tokenizer: Any, **settings: Any
+) -> str:
+    """Same data files (by content), specs, tokenizer, template and cutoff → same key."""
+    import hashlib
+
+    from common.runs import sha256_of
+
+    content = {
+        "version": CACHE_VERSION,
+        "files": {f: sha256_of(f) for f in spec_files(specs, dataset_dir)},
+        "specs": [dataclasses.asdict(s) for s in specs],
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        **settings,
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def tokenise_conversations(
+    records: list[dict[str, Any]],
+    tokenizer: Any,
+    template_name: str,
+    cutoff_len: int,
+    train_on_inputs: bool = False,
+    num_proc: int | None = None,
+) -> Any:
+    """A datasets.Dataset of input_ids / attention_mask / labels in record order, tokenised in batches
+    (`num_proc` processes). A conversation with no answer token left after the cut gets empty lists,
+    so row i is still record i; callers drop empty rows after splitting."""
+    from datasets import Dataset, disable_progress_bar, enable_progress_bar
+
+    from common.templates import encode_conversation, get_template
+
+    template = get_template(template_name)
+    rows = Dataset.from_dict(
+        {"system": [r.get("system") for r in records], "messages": [r["messages"] for r in records]}
+    )
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        out: dict[str, list] = {"input_ids": [], "attention_mask": [], "labels": []}
+        for system, messages in zip(batch["system"], batch["messages"], strict=True):
+            example = encode_conversation(template, tokenizer, messages, system, cutoff_len, train_on_inputs)
+            for key in out:
+                out[key].append(example[key] if example else [])
+        return out
+
+    if len(records) < 1000:
+        disable_progress_bar()  # a bar for a few hundred rows is noise
+    try:
+        return rows.map(
+            encode,
+            batched=True,
+            batch_size=1000,
+            num_proc=num_proc if num_proc and num_proc > 1 and len(records) >= 1000 else None,
+            remove_columns=rows.column_names,
+            desc="tokenising",
+            load_from_cache_file=False,  # our own cache below is keyed by content; datasets' is not
+        )
+    finally:
+        enable_progress_bar()
+
+
+def load_tokenised(
+    specs: list[DatasetSpec],
+    tokenizer: Any,
+    template_name: str,
+    cutoff_len: int,
+    *,
+    dataset_dir: str | Path = "data_dir",
+    train_on_inputs: bool = False,
+    max_samples: int | None = None,
+    seed: int = 42,
+    skip_bad_records: bool = False,
+    num_proc: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> Any:
+    """Load, normalise, template and tokenise `specs`, or load the result of an identical earlier run
+    from `cache_dir` ("loaded cached tokenised data"). Rows keep record order; empty rows = dropped."""
+    from datasets import load_from_disk
+
+    settings = {"template": template_name, "cutoff_len": cutoff_len, "train_on_inputs": train_on_inputs,
+                "max_samples": max_samples, "seed": seed, "skip_bad_records": skip_bad_records}  # fmt: skip
+    cached = None
+    if cache_dir:
+        cached = Path(cache_dir) / tokenised_cache_key(specs, dataset_dir, tokenizer, **settings)
+        if (cached / "complete").is_file():
+            dataset = load_from_disk(str(cached))
+            logger.info("loaded cached tokenised data from %s (%d rows)", cached, len(dataset))
+            return dataset
+    if template_name == "tokenizer" and not getattr(tokenizer, "chat_template", None):
+        raise DataError("--template tokenizer: this tokenizer has no chat_template; choose a named template")
+    records = load_mixed(specs, dataset_dir, skip_bad_records, max_samples, seed)
+    if "messages" not in records[0]:
+        raise DataError(f"dataset {records[0]['_source']!r} is pre-training text, not conversations; "
+                        "fine-tuning needs instruction or chat data")  # fmt: skip
+    if "chosen" in records[0]:
+        raise DataError(f"dataset {records[0]['_source']!r} holds preference pairs; use the RM/DPO scripts")
+    dataset = tokenise_conversations(records, tokenizer, template_name, cutoff_len, train_on_inputs, num_proc)
+    if cached is not None:
+        import os
+        import tempfile
+
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(dir=cached.parent, prefix=cached.name + ".partial-"))
+        dataset.save_to_disk(str(partial))
+        (partial / "complete").write_text("ok\n")
+        try:
+            os.replace(partial, cached)  # another process may have won the race: its copy is identical
+        except OSError:
+            pass
+        logger.info("cached tokenised data in %s", cached)
+    return dataset

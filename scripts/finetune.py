@@ -27,13 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, config_field, config_to_dict, parse_config  # noqa: E402
-from common.data import (  # noqa: E402
-    DataError,
-    build_supervised_example,
-    check_instruction_records,
-    read_json_records,
-    split_train_dev,
-)
+from common.data import DataError, split_train_dev  # noqa: E402
 from common.runs import (  # noqa: E402
     RunError,
     last_complete_checkpoint,
@@ -46,16 +40,6 @@ from common.runs import (  # noqa: E402
 
 logger = logging.getLogger("finetune")
 
-# Default LoRA targets by architecture (BELLE's choices; `all` means every linear layer but the head).
-LORA_TARGETS = {
-    "llama": ["q_proj", "v_proj"],
-    "mistral": ["q_proj", "v_proj"],
-    "qwen2": ["q_proj", "v_proj"],
-    "bloom": ["query_key_value"],
-    "falcon": ["query_key_value"],
-}
-
-
 @dataclasses.dataclass
 class FinetuneConfig:
     # Model
@@ -66,7 +50,22 @@ class FinetuneConfig:
     # Data
     data_path: str = config_field(
         "data_dir/sample_sft.train.json",
-        "instruction data: JSON lines or array of {instruction, input, output}",
+        "one data file (JSON lines or array): alpaca/BELLE, ShareGPT `conversations` or OpenAI `messages`",
+    )
+    dataset: str | None = config_field(
+        None, "registered dataset name(s), comma-separated, from dataset_dir/dataset_info.json (wins over data_path)"
+    )
+    dataset_dir: str = config_field("data_dir", "folder holding dataset_info.json and its files")
+    template: str = config_field(
+        "belle", "prompt format: belle, alpaca, vicuna, llama2, llama3, mistral, chatml, ..., or tokenizer"
+    )
+    max_samples: int | None = config_field(None, "use at most N records of each dataset (null: all)")
+    skip_bad_records: bool = config_field(
+        False, "skip malformed records (counted and logged) instead of stopping with a list of them"
+    )
+    preprocessing_num_workers: int | None = config_field(None, "processes for tokenisation (null: one)")
+    cache_dir: str | None = config_field(
+        ".cache/tokenised", "reuse tokenised data from an identical earlier run (null: no cache)"
     )
     cutoff_len: int = config_field(
         512, "maximum tokens per example (prompt + response + eos); longer ones are cut"
@@ -146,6 +145,12 @@ class FinetuneConfig:
             raise ConfigError(f"cutoff_len must be at least 2, got {self.cutoff_len}")
         if self.report_to not in ("none", "wandb"):
             raise ConfigError(f"report_to must be none or wandb, got {self.report_to!r}")
+        from common.templates import TEMPLATE_NAMES
+
+        if self.template not in TEMPLATE_NAMES:
+            raise ConfigError(f"unknown template {self.template!r}; choose one of {', '.join(TEMPLATE_NAMES)}")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ConfigError(f"max_samples must be at least 1 (or null), got {self.max_samples}")
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -203,29 +208,32 @@ def main(argv: list[str] | None = None) -> Path:
     set_seed(config.seed)
 
     # ---- Data ---------------------------------------------------------------------------------
+    # Records of any supported format are normalised to conversations, rendered with the template and
+    # tokenised in batches; an identical earlier run's result is reused from cache_dir.
+    from common.data import load_tokenised, resolve_specs, spec_files
+
     tokenizer = load_tokenizer(config.model_name_or_path)
-    records = read_json_records(config.data_path)
-    check_instruction_records(records)
-    dev_size = min(config.val_set_size, int(len(records) * config.val_set_rate))
-    train_records, dev_records = split_train_dev(records, dev_size, config.seed)
-
-    def tokenize(split: list[dict]) -> list[dict]:
-        examples = [
-            build_supervised_example(r, tokenizer, config.cutoff_len, config.train_on_inputs) for r in split
-        ]
-        dropped = sum(e is None for e in examples)
-        if dropped:
-            logger.warning(
-                "dropped %d examples whose prompt alone fills cutoff_len=%d", dropped, config.cutoff_len
-            )
-        return [e for e in examples if e is not None]
-
-    train_examples, dev_examples = tokenize(train_records), tokenize(dev_records)
-    if not train_examples:
-        raise DataError(f"{config.data_path}: no training example left after cutting to cutoff_len")
-    logger.info(
-        "examples: %d train, %d held out, from %s", len(train_examples), len(dev_examples), config.data_path
-    )
+    specs = resolve_specs(config.dataset, config.data_path, config.dataset_dir)
+    data_files = spec_files(specs, config.dataset_dir) + [s.hf_hub_url for s in specs if s.hf_hub_url]
+    tokenised = load_tokenised(specs, tokenizer, config.template, config.cutoff_len,
+                               dataset_dir=config.dataset_dir, train_on_inputs=config.train_on_inputs,
+                               max_samples=config.max_samples, seed=config.seed,
+                               skip_bad_records=config.skip_bad_records,
+                               num_proc=config.preprocessing_num_workers,
+                               cache_dir=config.cache_dir)  # fmt: skip
+    dev_size = min(config.val_set_size, int(len(tokenised) * config.val_set_rate))
+    train_index, dev_index = split_train_dev(list(range(len(tokenised))), dev_size, config.seed)
+    kept = [len(ids) > 0 for ids in tokenised["input_ids"]]  # empty: no answer token fits in cutoff_len
+    if not all(kept):
+        logger.warning("dropped %d examples with no answer token left after cutting to cutoff_len=%d",
+                       kept.count(False), config.cutoff_len)  # fmt: skip
+    train_examples = tokenised.select([i for i in train_index if kept[i]])
+    dev_examples = tokenised.select([i for i in dev_index if kept[i]])
+    data_name = config.dataset or config.data_path
+    if not len(train_examples):
+        raise DataError(f"{data_name}: no training example left after cutting to cutoff_len")
+    logger.info("examples: %d train, %d held out, from %s (template %s)", len(train_examples),
+                len(dev_examples), data_name, config.template)  # fmt: skip
 
     # ---- Model --------------------------------------------------------------------------------
     # Full and freeze fine-tuning keep fp32 weights (mixed precision autocasts); LoRA stores the frozen
@@ -236,16 +244,18 @@ def main(argv: list[str] | None = None) -> Path:
     if config.use_lora:
         from peft import LoraConfig, get_peft_model
 
-        targets = config.lora_target_modules or LORA_TARGETS.get(model.config.model_type)
-        if not targets:
-            raise ConfigError(
-                f"no default LoRA targets for model_type {model.config.model_type!r}; set lora_target_modules"
-            )
+        from common.families import lora_target_modules
+
+        try:
+            targets = lora_target_modules(model, config.lora_target_modules)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        logger.info("LoRA targets: %s", ", ".join(targets))
         lora = LoraConfig(
             r=config.lora_r,
             lora_alpha=config.lora_alpha,
             lora_dropout=config.lora_dropout,
-            target_modules="all-linear" if targets == ["all"] else targets,
+            target_modules=targets,
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, lora)
@@ -259,8 +269,6 @@ def main(argv: list[str] | None = None) -> Path:
                 100 * trainable / total, precision)  # fmt: skip
 
     # ---- Train --------------------------------------------------------------------------------
-    from datasets import Dataset
-
     use_gpu = torch.cuda.is_available()
     # transformers 5.2x renamed gradient_checkpointing to activation_checkpointing; the GPU image is older.
     renamed = "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -287,7 +295,7 @@ def main(argv: list[str] | None = None) -> Path:
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
-        eval_strategy="steps" if dev_examples else "no",
+        eval_strategy="steps" if len(dev_examples) else "no",
         eval_steps=config.eval_steps,
         seed=config.seed,
         data_seed=config.seed,
@@ -302,13 +310,13 @@ def main(argv: list[str] | None = None) -> Path:
     # the process group) may rank 0 write into it, or a slower rank would find a "run" there and refuse.
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
-    write_run_record(output_dir, resolved, "finetune_config.json", [config.data_path], config.seed)
+    write_run_record(output_dir, resolved, "finetune_config.json", data_files, config.seed)
     setup_wandb(config.report_to, config.wandb_project, config.run_name or output_dir.name)
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(train_examples),
-        eval_dataset=Dataset.from_list(dev_examples) if dev_examples else None,
+        train_dataset=train_examples,
+        eval_dataset=dev_examples if len(dev_examples) else None,
         data_collator=DataCollatorForSeq2Seq(tokenizer, pad_to_multiple_of=8 if use_gpu else None),
         processing_class=tokenizer,
         callbacks=[step_timer := step_timer_callback()],
@@ -338,7 +346,7 @@ def main(argv: list[str] | None = None) -> Path:
         log_config_to_wandb(config.report_to, resolved)  # the Trainer itself logs only TrainingArguments
 
     # ---- Evaluate -----------------------------------------------------------------------------
-    if dev_examples:
+    if len(dev_examples):
         eval_metrics = trainer.evaluate()
         eval_metrics["perplexity"] = math.exp(min(eval_metrics["eval_loss"], 50.0))
         trainer.log_metrics("eval", eval_metrics)

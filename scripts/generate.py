@@ -7,9 +7,14 @@ BELLE's arguments work unchanged:
     python scripts/generate.py --dev_file data_dir/Belle_open_source_0.5M.dev.json \\
         --model_name_or_path models/tiny-llama --lora_weights trained_models/lora-llama --llama
 
-Prompts are BELLE's `Human: {instruction}\\n\\nAssistant: `, tokenised exactly as in training, and
-generated in left-padded batches. The output is JSON lines `{"input", "predict", "target"}` in the
-dev file's order, by default `predictions.jsonl` in the adapter folder (or the model folder).
+Prompts use `--template` (default BELLE's `Human: {instruction}\\n\\nAssistant: `; any name from
+common/templates.py, the same one the model was trained with), tokenised exactly as in training, and
+generated in left-padded batches. `--dataset NAME` takes the dev data from data_dir/dataset_info.json;
+multi-turn records (history, ShareGPT, OpenAI messages) are answered at their last user turn:
+
+    python scripts/generate.py --dataset sample_sft_dev --template belle --model_name_or_path trained_models/x
+
+The output is JSON lines `{"input", "predict", "target"}` in the dev file's order, by default `predictions.jsonl` in the adapter folder (or the model folder).
 Settings and defaults: `--help`.
 """
 
@@ -26,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, config_field, parse_config  # noqa: E402
-from common.data import DataError, build_prompt, encode_prompt, read_json_records  # noqa: E402
+from common.data import DataError, read_json_records  # noqa: E402
 from common.runs import RunError, setup_logging  # noqa: E402
 
 logger = logging.getLogger("generate")
@@ -48,6 +53,14 @@ class GenerateConfig:
         "accepted for BELLE compatibility; changes nothing (the weights' config picks the architecture)",
     )
     max_samples: int | None = config_field(None, "generate for the first N dev examples only (null: all)")
+    dataset: str | None = config_field(
+        None, "registered dev dataset name in dataset_dir (wins over dev_file)"
+    )
+    dataset_dir: str = config_field("data_dir", "folder holding dataset_info.json")
+    template: str = config_field(
+        "belle", "prompt format the model was trained with (see finetune --template)"
+    )
+    system: str | None = config_field(None, "system prompt (null: the template's default)")
     # Output
     output_file: str | None = config_field(
         None, "JSON lines to write (null: predictions.jsonl in the adapter folder, else the model folder)"
@@ -77,6 +90,12 @@ class GenerateConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_samples is not None and self.max_samples < 1:
             raise ConfigError(f"max_samples must be at least 1 (or null), got {self.max_samples}")
+        from common.templates import TEMPLATE_NAMES
+
+        if self.template not in TEMPLATE_NAMES:
+            raise ConfigError(
+                f"unknown template {self.template!r}; choose one of {', '.join(TEMPLATE_NAMES)}"
+            )
 
 
 def default_output_file(config: GenerateConfig) -> Path:
@@ -96,6 +115,45 @@ def read_dev_records(path: str, max_samples: int | None) -> list[dict[str, Any]]
         if not isinstance(record.get("input", ""), str | type(None)):
             raise DataError(f"{record['_where']}: 'input' must be a string")
     return records
+
+
+def dev_conversations(config: GenerateConfig) -> list[dict[str, Any]]:
+    """Dev examples as {"system", "messages" (ending on the user turn to answer), "target"}.
+
+    An alpaca/BELLE file may lack `output` (empty target); registered datasets and ShareGPT / OpenAI
+    files go through the same normaliser as training, and their last answer is the target.
+    """
+    from common.data import DatasetSpec, _alpaca_messages, load_normalised, resolve_specs, spec_from_path
+
+    spec = resolve_specs(config.dataset, None, config.dataset_dir)[0] if config.dataset else None
+    if (
+        spec is None
+        and Path(config.dev_file).is_file()
+        and spec_from_path(config.dev_file).formatting != "alpaca"
+    ):
+        spec = spec_from_path(config.dev_file)
+    if spec is not None:
+        examples = []
+        for record in load_normalised(spec, config.dataset_dir, max_samples=config.max_samples):
+            *prompt, answer = record["messages"]
+            examples.append({"system": record["system"], "messages": prompt, "target": answer["content"]})
+        return examples
+    plain = DatasetSpec(name="dev")
+    return [{"system": record.get("system"), "messages": _alpaca_messages(record, plain, None),
+             "target": record.get("output") or ""}
+            for record in read_dev_records(config.dev_file, config.max_samples)]  # fmt: skip
+
+
+def prompt_text(template: Any, tokenizer: Any, example: dict[str, Any], system: str | None) -> str:
+    """The prompt as text, for the output's `input` field (no bos)."""
+    from common.templates import BOS, EOS, render_pieces
+
+    system = system if system is not None else example["system"]
+    if template == "tokenizer":
+        full = ([{"role": "system", "content": system}] if system else []) + example["messages"]
+        return tokenizer.apply_chat_template(full, tokenize=False, add_generation_prompt=True)
+    text = "".join(t for t, _ in render_pieces(template, example["messages"], system))
+    return text.replace(BOS, "").replace(EOS, "")
 
 
 def generation_settings(config: GenerateConfig, eos_ids: list[int], pad_id: int) -> Any:
@@ -149,8 +207,8 @@ def main(argv: list[str] | None = None) -> Path:
         logger.info("--llama changes nothing: the model's config.json decides the architecture")
 
     # ---- Data ---------------------------------------------------------------------------------
-    records = read_dev_records(config.dev_file, config.max_samples)
-    logger.info("%d dev examples from %s", len(records), config.dev_file)
+    records = dev_conversations(config)
+    logger.info("%d dev examples from %s", len(records), config.dataset or config.dev_file)
 
     # ---- Model --------------------------------------------------------------------------------
     import torch
@@ -180,7 +238,11 @@ def main(argv: list[str] | None = None) -> Path:
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     model_eos = model.generation_config.eos_token_id
     model_eos = [] if model_eos is None else [model_eos] if isinstance(model_eos, int) else list(model_eos)
-    eos_ids = sorted({tokenizer.eos_token_id, *model_eos})  # training ends every answer with the tokenizer's
+    from common.templates import encode_generation_prompt, get_template, stop_token_ids
+
+    template = get_template(config.template)
+    # Training ends every answer with the tokenizer's eos or the template's end marker (<|im_end|>, ...).
+    eos_ids = sorted({*stop_token_ids(template, tokenizer), *model_eos})
     settings = generation_settings(config, eos_ids, tokenizer.pad_token_id)
     logger.info("model %s%s, %s, decoding %s, tokenizer from %s", config.model_name_or_path,
                 f" + adapter {config.lora_weights}" if config.lora_weights else "", precision,
@@ -193,14 +255,17 @@ def main(argv: list[str] | None = None) -> Path:
     with open(partial, "w", encoding="utf-8") as out, tqdm(total=len(records), desc="generating") as bar:
         for start in range(0, len(records), config.batch_size):
             chunk = records[start : start + config.batch_size]
-            prompt_ids = [encode_prompt(r, tokenizer) for r in chunk]
+            prompt_ids = [
+                encode_generation_prompt(template, tokenizer, r["messages"], config.system or r["system"])
+                for r in chunk
+            ]
             for record, ids in zip(
                 chunk, generate_batch(model, tokenizer, prompt_ids, settings), strict=True
             ):
                 prediction = {
-                    "input": build_prompt(record),
+                    "input": prompt_text(template, tokenizer, record, config.system or record["system"]),
                     "predict": tokenizer.decode(ids, skip_special_tokens=True).strip(),
-                    "target": record.get("output") or "",
+                    "target": record["target"],
                 }
                 out.write(json.dumps(prediction, ensure_ascii=False) + "\n")
             out.flush()
