@@ -745,3 +745,42 @@ def load_tokenised(
             pass
         logger.info("cached tokenised data in %s", cached)
     return dataset
+
+
+# ---- inspection (notebooks/data_inspection.ipynb) ----------------------------------------------
+
+
+def inspect_conversations(
+    records: list[dict[str, Any]], tokenizer: Any, template_name: str, cutoff_len: int
+) -> list[dict[str, Any]]:
+    """Per record: its source, prompt and response token counts before truncation, and whether
+    cutoff_len cuts it (response tokens = every trained token, prompt = the rest)."""
+    from common.templates import conversation_pieces_ids, get_template
+
+    template = get_template(template_name)
+    rows = []
+    for record in records:
+        pieces = conversation_pieces_ids(template, tokenizer, record["messages"], record.get("system"))
+        prompt = sum(len(ids) for ids, trained in pieces if not trained)
+        response = sum(len(ids) for ids, trained in pieces if trained)
+        rows.append({"source": record.get("_source", "?"), "turns": len(record["messages"]) // 2,
+                     "prompt_tokens": prompt, "response_tokens": response,
+                     "truncated": prompt + response > cutoff_len})  # fmt: skip
+    return rows
+
+
+def mark_trained(example: dict[str, list[int]], tokenizer: Any, left: str = "【", right: str = "】") -> str:
+    """The example's text with every trained span (labels != IGNORE_INDEX) between `left` and `right`."""
+    text, span, trained_now = [], [], False
+    for token, label in zip(example["input_ids"], example["labels"], strict=True):
+        trained = label != IGNORE_INDEX
+        if trained != trained_now and span:
+            piece = tokenizer.decode(span)
+            text.append(f"{left}{piece}{right}" if trained_now else piece)
+            span = []
+        span.append(token)
+        trained_now = trained
+    if span:
+        piece = tokenizer.decode(span)
+        text.append(f"{left}{piece}{right}" if trained_now else piece)
+    return "".join(text)

@@ -146,3 +146,21 @@ def test_many_problems_are_listed_then_skipped_and_counted(tmp_path, caplog):
     assert len(kept) == 3
     assert "skipped 14 bad record(s)" in caplog.text
     assert "12 × 'output' is missing" in caplog.text and "invalid JSON line" in caplog.text
+
+
+def test_inspection_counts_and_marks_trained_tokens(tiny_llama):
+    from common.data import inspect_conversations, mark_trained
+    from common.modeling import load_tokenizer
+    from common.templates import encode_conversation, get_template
+
+    tokenizer = load_tokenizer(str(tiny_llama))
+    messages = turns(("user", "Hi"), ("assistant", "Hello!"), ("user", "2+2?"), ("assistant", "4"))
+    example = encode_conversation(get_template("belle"), tokenizer, messages)
+    assert (
+        mark_trained(example, tokenizer)
+        == "<s>Human: Hi\n\nAssistant: 【Hello!</s>】Human: 2+2?\n\nAssistant: 【4</s>】"
+    )
+    [row] = inspect_conversations([{"messages": messages, "_source": "x"}], tokenizer, "belle", cutoff_len=10)
+    trained = sum(label != -100 for label in example["labels"])
+    assert row == {"source": "x", "turns": 2, "prompt_tokens": len(example["input_ids"]) - trained,
+                   "response_tokens": trained, "truncated": True}  # fmt: skip

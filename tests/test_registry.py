@@ -117,3 +117,30 @@ def test_generate_with_dataset_and_template_prompts_as_training(tmp_path, tiny_l
         messages = record["messages"]
         full = render_text(get_template("chatml"), messages, None)
         assert full == line["input"] + line["target"] + "<|im_end|>"
+
+
+def test_data_inspection_notebook_runs_under_papermill(tmp_path):
+    """The notebook runs top to bottom with parameters, in a kernel of this interpreter (the user-level
+    "belle-finetune" kernel may belong to another checkout), and is committed without outputs."""
+    import sys
+
+    notebook = json.loads(open("notebooks/data_inspection.ipynb", encoding="utf-8").read())
+    assert notebook["metadata"]["kernelspec"]["name"] == "belle-finetune"
+    assert all(not c.get("outputs") for c in notebook["cells"] if c["cell_type"] == "code")
+    assert sum("parameters" in c["metadata"].get("tags", []) for c in notebook["cells"]) == 1
+    kernel = tmp_path / "jupyter" / "kernels" / "belle-finetune"
+    kernel.mkdir(parents=True)
+    (kernel / "kernel.json").write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f",
+                                        "{connection_file}"], "display_name": "test", "language": "python"}))  # fmt: skip
+    out = tmp_path / "di.ipynb"
+    run_script(PYTHON, "-m", "papermill", "notebooks/data_inspection.ipynb", str(out), "-k", "belle-finetune",
+               "-p", "dataset", "sample_sft_train,sample_sft_dev", "-p", "template", "chatml",
+               "-p", "cutoff_len", "128", env={"JUPYTER_PATH": str(tmp_path / "jupyter")})  # fmt: skip
+    text = "".join("".join(o.get("text", "")) for c in json.loads(out.read_text())["cells"]
+                   for o in c.get("outputs", []))  # fmt: skip
+    assert (
+        "sample_sft_train                    240 records" in text
+        and "total                               320" in text
+    )
+    assert "are longer than cutoff_len=128" in text
+    assert text.count("【") >= 3 and "<|im_start|>assistant" in text
