@@ -681,6 +681,8 @@ def tokenise_conversations(
 
     if len(records) < 1000:
         disable_progress_bar()  # a bar for a few hundred rows is noise
+    from common.templates import TemplateError
+
     try:
         return rows.map(
             encode,
@@ -691,6 +693,8 @@ def tokenise_conversations(
             desc="tokenising",
             load_from_cache_file=False,  # our own cache below is keyed by content; datasets' is not
         )
+    except TemplateError as err:
+        raise DataError(f"template {template_name!r}: {err}") from None
     finally:
         enable_progress_bar()
 
