@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 
 from common.config import ConfigError, config_field, config_to_dict, parse_config  # noqa: E402
 from common.data import DataError, split_train_dev  # noqa: E402
+from common.families import FAMILIES  # noqa: E402
 from common.runs import (  # noqa: E402
     RunError,
     last_complete_checkpoint,
@@ -39,6 +40,10 @@ from common.runs import (  # noqa: E402
 )
 
 logger = logging.getLogger("finetune")
+
+# Default LoRA targets by model_type, from the family table (python -m common.families prints it).
+LORA_TARGETS = {model_type: list(family.lora_targets) for model_type, family in FAMILIES.items()}
+
 
 @dataclasses.dataclass
 class FinetuneConfig:
@@ -53,7 +58,8 @@ class FinetuneConfig:
         "one data file (JSON lines or array): alpaca/BELLE, ShareGPT `conversations` or OpenAI `messages`",
     )
     dataset: str | None = config_field(
-        None, "registered dataset name(s), comma-separated, from dataset_dir/dataset_info.json (wins over data_path)"
+        None,
+        "registered dataset name(s), comma-separated, from dataset_dir/dataset_info.json (wins over data_path)",
     )
     dataset_dir: str = config_field("data_dir", "folder holding dataset_info.json and its files")
     template: str = config_field(
@@ -148,7 +154,9 @@ class FinetuneConfig:
         from common.templates import TEMPLATE_NAMES
 
         if self.template not in TEMPLATE_NAMES:
-            raise ConfigError(f"unknown template {self.template!r}; choose one of {', '.join(TEMPLATE_NAMES)}")
+            raise ConfigError(
+                f"unknown template {self.template!r}; choose one of {', '.join(TEMPLATE_NAMES)}"
+            )
         if self.max_samples is not None and self.max_samples < 1:
             raise ConfigError(f"max_samples must be at least 1 (or null), got {self.max_samples}")
 
