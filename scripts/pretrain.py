@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,26 @@ def perplexity(trainer: Any, dataset: Any, prefix: str) -> dict[str, float]:
     metrics = trainer.evaluate(eval_dataset=dataset, metric_key_prefix=prefix)
     metrics[f"{prefix}_perplexity"] = math.exp(min(metrics[f"{prefix}_loss"], 50.0))
     return metrics
+
+
+def plain_perplexity(model: Any, dataset: Any, batch_size: int, prefix: str) -> dict[str, float]:
+    """Held-out loss/perplexity with a plain loop: before training, DeepSpeed ZeRO-2 cannot evaluate
+    (the Trainer would start ZeRO inference, which needs stage 3), so this runs on the bare model."""
+    import torch
+
+    device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            ids = torch.tensor(dataset[start : start + batch_size]["input_ids"], device=device)
+            total += model(input_ids=ids, labels=ids).loss.float().item() * len(ids)
+            count += len(ids)
+    model.train(was_training)
+    loss = total / max(count, 1)
+    return {f"{prefix}_loss": loss, f"{prefix}_perplexity": math.exp(min(loss, 50.0))}
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -247,7 +268,7 @@ def main(argv: list[str] | None = None) -> Path:
                       data_collator=default_data_collator, processing_class=tokenizer)  # fmt: skip
     results: dict[str, float] = {}
     if len(eval_set) and config.eval_before_training:
-        results |= perplexity(trainer, eval_set, "before")
+        results |= plain_perplexity(model, eval_set, config.per_device_eval_batch_size, "before")
     checkpoint = (
         config.resume_from_checkpoint
         if resume and config.resume_from_checkpoint.lower() != "true"
