@@ -55,6 +55,25 @@ def check_output_dir(config: MergeConfig) -> Path:
     return output_dir
 
 
+def adapter_vocab_size(adapter_path: str) -> int | None:
+    """Rows of the embedding/output head saved with the adapter (modules_to_save), or None.
+
+    pretrain.py with a larger tokenizer saves embed_tokens/lm_head of the new size; the base must be
+    resized to that size before PEFT can load them on top of it.
+    """
+    weights = Path(adapter_path) / "adapter_model.safetensors"
+    if not weights.is_file():
+        return None
+    from safetensors import safe_open
+
+    rows = None
+    with safe_open(str(weights), "pt") as handle:
+        for key in handle.keys():
+            if key.endswith(("embed_tokens.weight", "lm_head.weight", "word_embeddings.weight")):
+                rows = max(rows or 0, handle.get_slice(key).get_shape()[0])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> Path:
     setup_logging()
     # ---- Config -------------------------------------------------------------------------------
@@ -79,7 +98,22 @@ def main(argv: list[str] | None = None) -> Path:
         logger.warning(
             "the adapter was trained on %s but is being merged into %s", trained_on, config.base_model
         )
-    model = load_causal_lm_with_adapter(config.base_model, config.lora_model, torch_dtype(config.dtype))
+    vocab = adapter_vocab_size(config.lora_model)
+    if vocab is None:
+        model = load_causal_lm_with_adapter(config.base_model, config.lora_model, torch_dtype(config.dtype))
+    else:
+        if not (Path(config.lora_model) / "adapter_config.json").is_file():
+            raise OSError(f"{config.lora_model} is not a LoRA adapter folder (no adapter_config.json in it)")
+        from peft import PeftModel
+
+        from common.modeling import load_causal_lm
+
+        base = load_causal_lm(config.base_model, dtype=torch_dtype(config.dtype))
+        if vocab != base.get_input_embeddings().weight.shape[0]:
+            logger.info("resizing the base vocabulary from %d to %d rows to match the adapter",
+                        base.get_input_embeddings().weight.shape[0], vocab)  # fmt: skip
+            base.resize_token_embeddings(vocab, mean_resizing=False)  # the adapter's saved rows replace them
+        model = PeftModel.from_pretrained(base, config.lora_model)
     tokenizer_path = adapter_tokenizer_path(config.lora_model, config.base_model)
     tokenizer = load_tokenizer(tokenizer_path)
 
