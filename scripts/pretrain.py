@@ -285,6 +285,9 @@ def main(argv: list[str] | None = None) -> Path:
     )
     if use_gpu:
         metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        # Every rank prints its own peak (log_metrics shows rank 0 only); ZeRO-2 shards differ per rank.
+        print(f"rank {os.environ.get('RANK', '0')}: peak GPU memory {metrics['peak_gpu_memory_gib']:.3f} GiB, "
+              f"{metrics['train_tokens_per_second']:.0f} tokens/s on this rank", flush=True)  # fmt: skip
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
     final_dir = output_dir / "pt_lora_model" if config.use_lora else output_dir

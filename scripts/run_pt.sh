@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-lr=${lr:-2e-4}
+lr=${lr:-2e-3}  # tiny-model default; Chinese-LLaMA-Alpaca uses 2e-4 for 7B
 lora_rank=${lora_rank:-8}
 lora_alpha=${lora_alpha:-32}
 lora_trainable=${lora_trainable:-q_proj,v_proj,k_proj,o_proj,gate_proj,down_proj,up_proj}
