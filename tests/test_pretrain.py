@@ -190,3 +190,16 @@ def test_extended_tokenizer_trains_saves_merges(tmp_path, tiny_llama):
     head = next(v for k, v in saved.items() if k.endswith("lm_head.weight"))
     assert torch.equal(merged.get_output_embeddings().weight, head.float())
     assert len(AutoTokenizer.from_pretrained(str(merged_dir))) == len(new_tok)
+
+
+def test_streaming_run_needs_max_steps_and_trains(tmp_path, tiny_llama):
+    refused = run_script(
+        PYTHON, "scripts/pretrain.py", "--streaming", "--output_dir", str(tmp_path / "a"), check=False
+    )
+    assert refused.returncode != 0 and "error:" in refused.stderr and "max_steps" in refused.stderr
+    out = tmp_path / "b"
+    run_script(PYTHON, "scripts/pretrain.py", "--streaming", "--max_steps", "3", "--block_size", "32",
+               "--max_eval_blocks", "4", "--eval_before_training", "false", "--output_dir", str(out))  # fmt: skip
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert math.isfinite(json.loads((out / "eval_results.json").read_text())["after_perplexity"])
