@@ -1,0 +1,152 @@
+"""Loss and advantage math shared by reward modelling, DPO and PPO.
+
+Small pure functions on tensors, so tests can check each one against a hand computation:
+
+    .venv/bin/pytest tests/test_rlhf_losses.py
+
+Conventions: per-token tensors are shaped (batch, response_len) and come with a float `mask` of the
+same shape (1 for real response tokens, 0 for padding after eos); reductions are masked means.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+DPO_LOSS_TYPES = ("sigmoid", "ipo", "hinge")
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the positions where mask is 1 (all positions without a mask)."""
+    if mask is None:
+        return values.mean()
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def whiten(
+    values: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True, eps: float = 1e-8
+) -> torch.Tensor:
+    """Scale to unit variance (and zero mean unless shift_mean=False) over the masked positions.
+
+    shift_mean=False keeps the sign of rewards (used for reward scaling), True centres advantages.
+    """
+    mean = masked_mean(values, mask)
+    centred = values - mean
+    var = masked_mean(centred**2, mask)
+    out = centred * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return out if mask is None else out * mask
+
+
+def pairwise_reward_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """Bradley-Terry loss of a scalar reward model: mean of -log sigmoid(r_chosen - r_rejected)."""
+    # logsigmoid is the stable form of log(sigmoid(x)) for large negative margins
+    return -F.logsigmoid(chosen - rejected).mean()
+
+
+def dpo_loss(
+    policy_chosen_logp: torch.Tensor,
+    policy_rejected_logp: torch.Tensor,
+    ref_chosen_logp: torch.Tensor,
+    ref_rejected_logp: torch.Tensor,
+    beta: float,
+    loss_type: str = "sigmoid",
+) -> torch.Tensor:
+    """Per-pair DPO loss from summed sequence log-probabilities.
+
+    h = (log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))
+    sigmoid: -log sigmoid(beta * h)      (Rafailov et al. 2023)
+    ipo:     (h - 1 / (2 * beta))^2      (Azar et al. 2023)
+    hinge:   max(0, 1 - beta * h)        (SLiC)
+    """
+    h = (policy_chosen_logp - ref_chosen_logp) - (policy_rejected_logp - ref_rejected_logp)
+    if loss_type == "sigmoid":
+        return -F.logsigmoid(beta * h)
+    if loss_type == "ipo":
+        return (h - 1.0 / (2.0 * beta)) ** 2
+    if loss_type == "hinge":
+        return torch.relu(1.0 - beta * h)
+    raise ValueError(f"loss_type must be one of {DPO_LOSS_TYPES}, got {loss_type!r}")
+
+
+def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Per-token KL estimate log pi(a) - log ref(a) of the sampled tokens (k1 estimator)."""
+    return logprobs - ref_logprobs
+
+
+def token_rewards(
+    scores: torch.Tensor,
+    logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
+) -> torch.Tensor:
+    """Per-token rewards: -kl_coef * KL at every response token, plus the sequence score at its last token."""
+    rewards = -kl_coef * kl_per_token(logprobs, ref_logprobs) * mask
+    # index of the last real token per row (mask is 1...1 0...0)
+    last = (mask.sum(dim=1).long() - 1).clamp(min=0)
+    rewards[torch.arange(rewards.shape[0]), last] += scores
+    return rewards
+
+
+def compute_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over (batch, T); returns (advantages, returns).
+
+    delta_t = r_t + gamma * V_{t+1} - V_t;  A_t = delta_t + gamma * lam * A_{t+1}; the value after the last
+    real token (and any padding) counts as 0. Returns = advantages + values (the value targets).
+    """
+    values = values * mask
+    rewards = rewards * mask
+    advantages = torch.zeros_like(rewards)
+    next_value = torch.zeros_like(rewards[:, 0])
+    next_adv = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        adv = delta + gamma * lam * next_adv
+        # padding positions carry nothing back to earlier tokens
+        adv = adv * mask[:, t]
+        advantages[:, t] = adv
+        next_value = values[:, t]
+        next_adv = adv
+    return advantages, advantages + values
+
+
+def ppo_policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped surrogate: masked mean of max(-A r, -A clip(r, 1-eps, 1+eps)); returns (loss, clip fraction)."""
+    ratio = torch.exp(logprobs - old_logprobs)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    clip_frac = masked_mean((clipped > unclipped).float(), mask)
+    return loss, clip_frac
+
+
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped value loss 0.5 * max((V - R)^2, (V_clip - R)^2); returns (loss, value clip fraction)."""
+    clipped_values = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    loss_unclipped = (values - returns) ** 2
+    loss_clipped = (clipped_values - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(loss_unclipped, loss_clipped), mask)
+    clip_frac = masked_mean((loss_clipped > loss_unclipped).float(), mask)
+    return loss, clip_frac
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Per-position entropy of the categorical distribution given by logits (..., vocab)."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(dim=-1)
