@@ -1,8 +1,8 @@
-"""Reading instruction data and turning records into training examples, exactly to the token.
+"""Reading data in every supported format, normalising it to one conversation shape, and tokenising it.
 
-The prompt format is BELLE's: `Human: {instruction}\\n\\nAssistant: ` followed by the response.
-The prompt and the response are tokenised separately and concatenated, because a byte-level BPE can
-merge characters across the boundary and then no label mask can separate them cleanly.
+Rendering a conversation into ids and labels (chat templates, label masks, truncation) lives in
+common/templates.py; this module reads files and the dataset registry, reports bad records by file and
+line, and caches tokenised data.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # label value that the loss skips (torch.nn.CrossEntropyLoss's ignore_index)
-
-BELLE_PROMPT = "Human: {instruction}\n\nAssistant: "
 
 
 class DataError(ValueError):
@@ -76,35 +74,6 @@ def check_instruction_records(records: list[dict[str, Any]]) -> None:
             raise DataError(f"{record['_where']}: 'input' must be a string")
 
 
-def build_prompt(record: dict[str, Any]) -> str:
-    """BELLE's prompt; a non-empty `input` follows the instruction on a new line."""
-    instruction = record["instruction"]
-    if record.get("input"):
-        instruction = f"{instruction}\n{record['input']}"
-    return BELLE_PROMPT.format(instruction=instruction)
-
-
-def build_supervised_example(
-    record: dict[str, Any], tokenizer: Any, cutoff_len: int, train_on_inputs: bool = False
-) -> dict[str, list[int]] | None:
-    """Token ids and labels for one record, or None when the prompt leaves no response token.
-
-    Layout: [bos if the tokenizer adds one] prompt response eos, cut to `cutoff_len`. Labels copy the
-    ids on the response and its eos, and are IGNORE_INDEX on the prompt unless `train_on_inputs`.
-    A response cut by `cutoff_len` loses its eos: the model must not learn to stop mid-answer.
-    """
-    prompt_ids = encode_prompt(record, tokenizer)
-    response_ids = tokenizer(record["output"], add_special_tokens=False)["input_ids"]
-    input_ids = (prompt_ids + response_ids + [tokenizer.eos_token_id])[:cutoff_len]
-    if len(input_ids) <= len(prompt_ids):
-        return None
-    if train_on_inputs:
-        labels = list(input_ids)
-    else:
-        labels = [IGNORE_INDEX] * len(prompt_ids) + input_ids[len(prompt_ids) :]
-    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
-
-
 def split_train_dev(records: list[Any], dev_size: int, seed: int) -> tuple[list[Any], list[Any]]:
     """A seeded random split: the same records, seed and size always give the same two lists."""
     order = list(range(len(records)))
@@ -121,17 +90,6 @@ def write_json_lines(records: list[dict[str, Any]], path: str | Path) -> None:
         for record in records:
             clean = {k: v for k, v in record.items() if not k.startswith("_")}
             out.write(json.dumps(clean, ensure_ascii=False) + "\n")
-
-
-def encode_prompt(record: dict[str, Any], tokenizer: Any) -> list[int]:
-    """The prompt's token ids exactly as training saw them: bos if the tokenizer adds one, no eos.
-
-    Generation must start from the same ids that `build_supervised_example` put before the response.
-    """
-    prompt_ids = tokenizer(build_prompt(record), add_special_tokens=True)["input_ids"]
-    if tokenizer.eos_token_id is not None and prompt_ids and prompt_ids[-1] == tokenizer.eos_token_id:
-        prompt_ids = prompt_ids[:-1]  # some tokenizers append eos by default; it belongs after the response
-    return prompt_ids
 
 
 # ==== Dataset formats, the registry and bad-record reporting ======================================

@@ -99,7 +99,7 @@ TEMPLATES: dict[str, Template] = {
         _t(
             "belle",
             "BELLE, github.com/LianjiaTech/BELLE train/ (README data format and sft_train.py): "
-            "`Human: {q}\\n\\nAssistant: ` + answer + eos per turn. Same ids as common.data.build_prompt.",
+            "`Human: {q}\\n\\nAssistant: ` + answer + eos per turn..",
             user="Human: {content}\n\nAssistant: ",
             assistant="{content}{eos}",
         ),  # fmt: skip
@@ -353,8 +353,8 @@ def conversation_pieces_ids(
 
 def split_budget(source_len: int, target_len: int, budget: int) -> tuple[int, int]:
     """How many prompt and answer tokens of one turn fit in `budget`. A side that needs at most half the
-    budget is kept whole (the prompt first: with a short prompt this is plain "cut the answer", as
-    build_supervised_example always did); when both are long the budget is shared in proportion."""
+    budget is kept whole (the prompt first: with a short prompt this is plain "cut the answer"); when both
+    are long the budget is shared in proportion."""
     if source_len + target_len <= budget:
         return source_len, target_len
     if 2 * source_len <= budget:

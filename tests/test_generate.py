@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from common.data import build_prompt
 from conftest import PYTHON, run_script
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +58,8 @@ def test_one_line_per_dev_example_in_order(base_predictions: Path) -> None:
     assert len(predictions) == len(DEV_RECORDS)
     for prediction, record in zip(predictions, DEV_RECORDS, strict=True):
         assert set(prediction) == {"input", "predict", "target"}
-        assert prediction["input"] == build_prompt(record)
+        query = record["instruction"] + (f"\n{record['input']}" if record.get("input") else "")
+        assert prediction["input"] == f"Human: {query}\n\nAssistant: "  # BELLE's prompt, the default template
         assert prediction["target"] == record.get("output", "")
         assert isinstance(prediction["predict"], str)
     assert any(p["predict"] for p in predictions), "a random model still generates something"
@@ -97,14 +97,22 @@ def test_batched_greedy_equals_one_at_a_time(tiny_llama: Path) -> None:
     generate = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = generate  # dataclasses look their module up while building the class
     spec.loader.exec_module(generate)
-    from common.data import encode_prompt
     from common.modeling import load_causal_lm, load_tokenizer
+    from common.templates import encode_generation_prompt, get_template
 
     tokenizer = load_tokenizer(str(tiny_llama), padding_side="left")
     model = load_causal_lm(str(tiny_llama), dtype=torch.float32).eval()
     config = generate.GenerateConfig(max_new_tokens=12, decoding="greedy")
     settings = generate.generation_settings(config, [tokenizer.eos_token_id], tokenizer.pad_token_id)
-    prompt_ids = [encode_prompt(r, tokenizer) for r in DEV_RECORDS]
+    belle = get_template("belle")
+    prompt_ids = [
+        encode_generation_prompt(
+            belle,
+            tokenizer,
+            [{"role": "user", "content": r["instruction"] + (f"\n{r['input']}" if r.get("input") else "")}],
+        )
+        for r in DEV_RECORDS
+    ]
     assert len({len(ids) for ids in prompt_ids}) == len(prompt_ids), "prompts need different lengths"
 
     batched = generate.generate_batch(model, tokenizer, prompt_ids, settings)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from common.data import build_supervised_example
 from common.modeling import load_tokenizer
 from common.templates import (
     IGNORE_INDEX,
@@ -90,22 +89,6 @@ def test_generation_prompt_is_the_training_prompt(name, tokenizer):
     n = len(prompt)
     assert train["input_ids"][:n] == prompt
     assert train["labels"][n - 1] == IGNORE_INDEX and train["labels"][n] != IGNORE_INDEX
-
-
-@pytest.mark.parametrize("model", ["tiny-llama", "tiny-bloom"])
-@pytest.mark.parametrize("extra", [{}, {"input": "今天天气很好。"}])
-def test_belle_template_is_todays_build_supervised_example(model, extra, tiny_models):
-    tokenizer = load_tokenizer(str(tiny_models / model))
-    record = {"instruction": "把下面的句子翻译成英文。", "output": "The weather is nice today. " * 8, **extra}
-    query = record["instruction"] + (f"\n{record['input']}" if record.get("input") else "")
-    messages = [{"role": "user", "content": query}, {"role": "assistant", "content": record["output"]}]
-    full = build_supervised_example(record, tokenizer, 1024)
-    prompt_len = full["labels"].count(IGNORE_INDEX)
-    # Same ids whole and with the answer cut, wherever the prompt takes at most half of cutoff_len (a
-    # longer prompt used to drop the example; now the turn's budget is split, see split_budget).
-    for cutoff in (1024, 2 * prompt_len, 2 * prompt_len + 5):
-        new = encode_conversation(get_template("belle"), tokenizer, messages, None, cutoff_len=cutoff)
-        assert new == build_supervised_example(record, tokenizer, cutoff)
 
 
 def test_truncation_keeps_whole_turns_then_shares_the_rest(tokenizer):
