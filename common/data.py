@@ -704,7 +704,9 @@ def load_tokenised(
         try:
             os.replace(partial, cached)  # another process may have won the race: its copy is identical
         except OSError:
-            pass
+            import shutil
+
+            shutil.rmtree(partial, ignore_errors=True)  # our own temporary copy, not needed any more
         logger.info("cached tokenised data in %s", cached)
     return dataset
 
