@@ -552,6 +552,35 @@ def load_preference_records(
     return load_normalised(spec, dataset_dir, skip_bad_records, max_samples)
 
 
+def tokenise_preferences(
+    records: list[dict[str, Any]], tokenizer: Any, template_name: str, cutoff_len: int
+) -> Any:
+    """A datasets.Dataset of prompt_ids / chosen_ids / rejected_ids (TRL's processed preference columns),
+    one row per pair that keeps an answer token after the cut; the others are counted and dropped."""
+    from datasets import Dataset
+
+    from common.templates import TemplateError, encode_preference_pair, get_template
+
+    template = get_template(template_name)
+    rows, dropped = [], 0
+    for record in records:
+        try:
+            pair = encode_preference_pair(template, tokenizer, record["messages"], record["chosen"],
+                                          record["rejected"], record.get("system"), cutoff_len)  # fmt: skip
+        except TemplateError as err:
+            raise DataError(f"{record.get('_where', '?')}: template {template_name!r}: {err}") from None
+        if pair is None:
+            dropped += 1
+            continue
+        rows.append(pair)
+    if dropped:
+        logger.warning("dropped %d pairs with no answer token left after cutting to cutoff_len=%d",
+                       dropped, cutoff_len)  # fmt: skip
+    if not rows:
+        raise DataError(f"no preference pair left after cutting to cutoff_len={cutoff_len}")
+    return Dataset.from_list(rows)
+
+
 # ---- tokenising with a template, cached on disk -----------------------------------------------------
 
 CACHE_VERSION = 1  # bump when the rendering or truncation code changes what a cached dataset holds

@@ -101,3 +101,16 @@ def load_causal_lm_with_adapter(base_path: str, adapter_path: str, dtype: Any) -
 
     base = load_causal_lm(base_path, dtype=dtype)
     return PeftModel.from_pretrained(base, adapter_path)
+
+
+def merge_adapter(model: Any, adapter_path: str) -> Any:
+    """Fold a saved LoRA adapter into `model`'s weights and return the plain model.
+
+    Works for any head on the same trunk (a causal-LM SFT adapter into a sequence-classification model
+    for reward modelling): the adapter's modules sit in the shared decoder layers.
+    """
+    if not (Path(adapter_path) / "adapter_config.json").is_file():
+        raise OSError(f"{adapter_path} is not a LoRA adapter folder (no adapter_config.json in it)")
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, adapter_path).merge_and_unload()

@@ -415,6 +415,40 @@ def encode_generation_prompt(
     return [i for ids, _ in pieces for i in ids]
 
 
+def encode_preference_pair(
+    template: Template | str,
+    tokenizer: Any,
+    messages: list[dict[str, str]],
+    chosen: str,
+    rejected: str,
+    system: str | None = None,
+    cutoff_len: int = 1024,
+) -> dict[str, list[int]] | None:
+    """prompt_ids / chosen_ids / rejected_ids of one preference pair, or None when no answer token fits.
+
+    The prompt is what `encode_generation_prompt` gives (earlier turns, then the last user turn) and each
+    answer is the piece SFT trains on (text, the template's end marker, eos), so RM, DPO and PPO see the
+    tokens SFT taught. Too long: prompt and the longer answer share cutoff_len as in SFT (`split_budget`),
+    each cut from its end; both answers keep the same number of tokens at most.
+    """
+    pieces = {
+        name: conversation_pieces_ids(
+            template, tokenizer, [*messages, {"role": "assistant", "content": answer}], system
+        )
+        for name, answer in (("chosen", chosen), ("rejected", rejected))
+    }
+    prompt = [i for ids, _ in pieces["chosen"][:-1] for i in ids]
+    chosen_ids, rejected_ids = pieces["chosen"][-1][0], pieces["rejected"][-1][0]
+    keep_prompt, keep_answer = split_budget(len(prompt), max(len(chosen_ids), len(rejected_ids)), cutoff_len)
+    if keep_answer == 0:
+        return None
+    return {
+        "prompt_ids": prompt[:keep_prompt],
+        "chosen_ids": chosen_ids[:keep_answer],
+        "rejected_ids": rejected_ids[:keep_answer],
+    }
+
+
 def stop_token_ids(template: Template | str, tokenizer: Any) -> list[int]:
     """eos plus every stop word that is a single token in this tokenizer (e.g. <|im_end|>)."""
     ids = [tokenizer.eos_token_id]

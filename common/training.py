@@ -1,0 +1,201 @@
+"""What the Trainer-based preference stages (train_rm.py, train_dpo.py) share: the settings every such run
+has, the resume rule, and the TrainingArguments built from them.
+
+A stage's own config dataclass subclasses `PreferenceTrainingConfig` and adds its few keys (DPO's beta, ...),
+so `--help`, run configs and the resolved config all list one flat set of keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from common.config import ConfigError, config_field
+from common.runs import RunError, last_complete_checkpoint
+
+
+@dataclasses.dataclass
+class PreferenceTrainingConfig:
+    # Model
+    model_name_or_path: str = config_field(
+        "models/tiny-llama",
+        "the SFT model (a full fine-tune or merged LoRA), or the base under adapter_name_or_path",
+    )
+    adapter_name_or_path: str | None = config_field(
+        None, "an SFT LoRA adapter on model_name_or_path to start from (see the script's docstring)"
+    )
+    template: str = config_field("belle", "prompt format, the same one SFT used (belle, chatml, llama3, ...)")
+    # Data
+    dataset: str | None = config_field(
+        None, "registered preference dataset name(s), comma-separated (wins over data_path)"
+    )
+    data_path: str = config_field(
+        "data_dir/sample_preference.json", "one preference file (prompt + chosen/rejected, or HH-RLHF text)"
+    )
+    dataset_dir: str = config_field("data_dir", "folder holding dataset_info.json and its files")
+    max_samples: int | None = config_field(None, "use at most N pairs of each dataset (null: all)")
+    skip_bad_records: bool = config_field(False, "skip malformed records (counted) instead of stopping")
+    cutoff_len: int = config_field(512, "maximum tokens of prompt + the longer answer; longer pairs are cut")
+    val_set_size: int = config_field(1000, "pairs held out for evaluation (capped by val_set_rate; 0 = none)")
+    val_set_rate: float = config_field(0.1, "largest share of the pairs that may be held out")
+    # Training
+    output_dir: str = config_field("trained_models/tiny-llama-rlhf", "where checkpoints and the result go")
+    batch_size: int = config_field(
+        16, "global batch size in pairs; sets gradient_accumulation_steps when null"
+    )
+    per_device_train_batch_size: int = config_field(4, "pairs per device per forward pass")
+    per_device_eval_batch_size: int = config_field(4, "pairs per device per evaluation pass")
+    gradient_accumulation_steps: int | None = config_field(
+        None, "micro-batches per step (null: from batch_size)"
+    )
+    num_epochs: float = config_field(1.0, "passes over the training pairs")
+    max_steps: int = config_field(-1, "stop after this many optimizer steps (-1: run num_epochs)")
+    learning_rate: float = config_field(1e-5, "peak learning rate")
+    lr_scheduler_type: str = config_field(
+        "cosine", "transformers schedule name: linear, cosine, constant, ..."
+    )
+    warmup_steps: int = config_field(0, "linear warm-up steps")
+    weight_decay: float = config_field(0.0, "AdamW weight decay")
+    gradient_checkpointing: bool = config_field(False, "recompute activations to save memory")
+    logging_steps: int = config_field(10, "log every N steps")
+    save_steps: int = config_field(500, "save a checkpoint every N steps")
+    eval_steps: int = config_field(500, "evaluate every N steps (when there is a held-out set)")
+    save_total_limit: int | None = config_field(3, "keep at most this many checkpoints (null: all)")
+    seed: int = config_field(42, "seed for the split, new weights (LoRA, value/score heads) and data order")
+    precision: str = config_field(
+        "auto", "auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), bf16, fp16 or fp32"
+    )
+    # Method
+    use_lora: bool = config_field(False, "train a LoRA adapter instead of the full model")
+    lora_r: int = config_field(8, "LoRA rank")
+    lora_alpha: int = config_field(16, "LoRA scaling numerator (scale = alpha / r)")
+    lora_dropout: float = config_field(0.05, "dropout on the LoRA input")
+    lora_target_modules: list[str] | None = config_field(
+        None, 'module names to adapt, or ["all"] (null: by model family)'
+    )
+    # Run management
+    deepspeed: str | None = config_field(
+        None, "DeepSpeed JSON config (e.g. run_config/deepspeed_config.json)"
+    )
+    resume_from_checkpoint: str | None = config_field(
+        None, "true: newest complete checkpoint in output_dir; or a checkpoint folder"
+    )
+    overwrite_output_dir: bool = config_field(
+        False, "allow writing into an output_dir that already holds a run"
+    )
+    report_to: str = config_field("none", "none or wandb (offline when there is no API key)")
+    wandb_project: str = config_field("belle-rlhf", "W&B project name")
+    run_name: str | None = config_field(None, "W&B run name (default: the output folder's name)")
+    local_rank: int = config_field(-1, "set by the deepspeed launcher; leave it alone")
+
+    def validate(self) -> None:
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise ConfigError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
+        if self.cutoff_len < 2:
+            raise ConfigError(f"cutoff_len must be at least 2, got {self.cutoff_len}")
+        if self.report_to not in ("none", "wandb"):
+            raise ConfigError(f"report_to must be none or wandb, got {self.report_to!r}")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ConfigError(f"max_samples must be at least 1 (or null), got {self.max_samples}")
+        from common.templates import TEMPLATE_NAMES
+
+        if self.template not in TEMPLATE_NAMES:
+            raise ConfigError(
+                f"unknown template {self.template!r}; choose one of {', '.join(TEMPLATE_NAMES)}"
+            )
+
+
+def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: Path) -> Path | None:
+    """The checkpoint to resume from: None (fresh run), the newest complete one ("true"), or a folder."""
+    if resume_from_checkpoint in (None, "", "false", "False"):
+        return None
+    if resume_from_checkpoint.lower() in ("true", "auto"):
+        checkpoint = last_complete_checkpoint(output_dir)
+        if checkpoint is None:
+            raise RunError(f"--resume_from_checkpoint true, but {output_dir} holds no complete checkpoint")
+        return checkpoint
+    checkpoint = Path(resume_from_checkpoint)
+    if not (checkpoint / "trainer_state.json").is_file():
+        raise RunError(f"{checkpoint} is not a complete checkpoint (no trainer_state.json)")
+    return checkpoint
+
+
+def gradient_accumulation(config: Any) -> int:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    return config.gradient_accumulation_steps or max(
+        1, config.batch_size // (config.per_device_train_batch_size * world_size)
+    )
+
+
+def trainer_arguments(config: Any, output_dir: Path, precision: str, has_eval: bool) -> dict[str, Any]:
+    """Keyword arguments for TrainingArguments (or TRL's RewardConfig / DPOConfig, its subclasses)."""
+    import torch
+    from transformers import TrainingArguments
+
+    use_gpu = torch.cuda.is_available()
+    # transformers 5.2x renamed gradient_checkpointing to activation_checkpointing; the GPU image is older.
+    renamed = "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}
+    name = "activation_checkpointing" if renamed else "gradient_checkpointing"
+    checkpointing: dict[str, Any] = {name: config.gradient_checkpointing}
+    if config.gradient_checkpointing:
+        checkpointing[f"{name}_kwargs"] = {"use_reentrant": False}
+    return dict(
+        **checkpointing,
+        output_dir=str(output_dir),
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_eval_batch_size,
+        gradient_accumulation_steps=gradient_accumulation(config),
+        num_train_epochs=config.num_epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not use_gpu,
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=config.eval_steps,
+        seed=config.seed,
+        data_seed=config.seed,
+        deepspeed=config.deepspeed,
+        report_to=[] if config.report_to == "none" else [config.report_to],
+        run_name=config.run_name or output_dir.name,
+        ddp_find_unused_parameters=False,
+        dataloader_pin_memory=use_gpu,
+    )
+
+
+def lora_config(config: Any, model: Any, task_type: str, modules_to_save: list[str] | None = None) -> Any:
+    """A peft LoraConfig from the run config, with targets chosen by model family when not given."""
+    from peft import LoraConfig
+
+    from common.families import lora_target_modules
+
+    try:
+        targets = lora_target_modules(model, config.lora_target_modules)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets,
+        modules_to_save=modules_to_save,
+        task_type=task_type,
+    )
+
+
+def split_pairs(pairs: Any, config: Any) -> tuple[Any, Any]:
+    """(train, held-out) datasets of tokenised pairs, the held-out part seeded and capped as in SFT."""
+    from common.data import split_train_dev
+
+    dev_size = min(config.val_set_size, int(len(pairs) * config.val_set_rate))
+    train_index, dev_index = split_train_dev(list(range(len(pairs))), dev_size, config.seed)
+    return pairs.select(train_index), pairs.select(dev_index)
