@@ -1,8 +1,10 @@
-"""What the Trainer-based preference stages (train_rm.py, train_dpo.py) share: the settings every such run
+"""What the preference stages (train_rm.py, train_dpo.py, train_ppo.py) share: the settings every such run
 has, the resume rule, and the TrainingArguments built from them.
 
-A stage's own config dataclass subclasses `PreferenceTrainingConfig` and adds its few keys (DPO's beta, ...),
-so `--help`, run configs and the resolved config all list one flat set of keys.
+The settings come in groups (model and data, LoRA, run management) that a stage's config dataclass
+inherits; RM and DPO take them all through `PreferenceTrainingConfig` and add their few keys (DPO's beta),
+PPO takes the groups it uses and its own batch keys. `--help`, run configs and the resolved config list
+one flat set of keys.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from common.runs import RunError, last_complete_checkpoint
 
 
 @dataclasses.dataclass
-class PreferenceTrainingConfig:
+class ModelDataSettings:
     # Model
     model_name_or_path: str = config_field(
         "models/tiny-llama",
@@ -37,11 +39,13 @@ class PreferenceTrainingConfig:
     dataset_dir: str = config_field("data_dir", "folder holding dataset_info.json and its files")
     max_samples: int | None = config_field(None, "use at most N pairs of each dataset (null: all)")
     skip_bad_records: bool = config_field(False, "skip malformed records (counted) instead of stopping")
+
+
+@dataclasses.dataclass
+class PairTrainingSettings:
     cutoff_len: int = config_field(512, "maximum tokens of prompt + the longer answer; longer pairs are cut")
     val_set_size: int = config_field(1000, "pairs held out for evaluation (capped by val_set_rate; 0 = none)")
     val_set_rate: float = config_field(0.1, "largest share of the pairs that may be held out")
-    # Training
-    output_dir: str = config_field("trained_models/tiny-llama-rlhf", "where checkpoints and the result go")
     batch_size: int = config_field(
         16, "global batch size in pairs; sets gradient_accumulation_steps when null"
     )
@@ -63,11 +67,10 @@ class PreferenceTrainingConfig:
     save_steps: int = config_field(500, "save a checkpoint every N steps")
     eval_steps: int = config_field(500, "evaluate every N steps (when there is a held-out set)")
     save_total_limit: int | None = config_field(3, "keep at most this many checkpoints (null: all)")
-    seed: int = config_field(42, "seed for the split, new weights (LoRA, value/score heads) and data order")
-    precision: str = config_field(
-        "auto", "auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), bf16, fp16 or fp32"
-    )
-    # Method
+
+
+@dataclasses.dataclass
+class LoraSettings:
     use_lora: bool = config_field(False, "train a LoRA adapter instead of the full model")
     lora_r: int = config_field(8, "LoRA rank")
     lora_alpha: int = config_field(16, "LoRA scaling numerator (scale = alpha / r)")
@@ -75,7 +78,15 @@ class PreferenceTrainingConfig:
     lora_target_modules: list[str] | None = config_field(
         None, 'module names to adapt, or ["all"] (null: by model family)'
     )
-    # Run management
+
+
+@dataclasses.dataclass
+class RunSettings:
+    output_dir: str = config_field("trained_models/tiny-llama-rlhf", "where checkpoints and the result go")
+    seed: int = config_field(42, "seed for the split, new weights (LoRA, value/score heads) and data order")
+    precision: str = config_field(
+        "auto", "auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), bf16, fp16 or fp32"
+    )
     deepspeed: str | None = config_field(
         None, "DeepSpeed JSON config (e.g. run_config/deepspeed_config.json)"
     )
@@ -90,21 +101,29 @@ class PreferenceTrainingConfig:
     run_name: str | None = config_field(None, "W&B run name (default: the output folder's name)")
     local_rank: int = config_field(-1, "set by the deepspeed launcher; leave it alone")
 
+
+@dataclasses.dataclass
+class PreferenceTrainingConfig(RunSettings, PairTrainingSettings, LoraSettings, ModelDataSettings):
+    """Every key of a Trainer-based preference stage (reward modelling, DPO)."""
+
     def validate(self) -> None:
-        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
-            raise ConfigError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
+        validate_shared(self)
         if self.cutoff_len < 2:
             raise ConfigError(f"cutoff_len must be at least 2, got {self.cutoff_len}")
-        if self.report_to not in ("none", "wandb"):
-            raise ConfigError(f"report_to must be none or wandb, got {self.report_to!r}")
-        if self.max_samples is not None and self.max_samples < 1:
-            raise ConfigError(f"max_samples must be at least 1 (or null), got {self.max_samples}")
-        from common.templates import TEMPLATE_NAMES
 
-        if self.template not in TEMPLATE_NAMES:
-            raise ConfigError(
-                f"unknown template {self.template!r}; choose one of {', '.join(TEMPLATE_NAMES)}"
-            )
+
+def validate_shared(config: Any) -> None:
+    """Checks of the keys every stage has (model and data, run settings)."""
+    if config.precision not in ("auto", "bf16", "fp16", "fp32"):
+        raise ConfigError(f"precision must be auto, bf16, fp16 or fp32, got {config.precision!r}")
+    if config.report_to not in ("none", "wandb"):
+        raise ConfigError(f"report_to must be none or wandb, got {config.report_to!r}")
+    if config.max_samples is not None and config.max_samples < 1:
+        raise ConfigError(f"max_samples must be at least 1 (or null), got {config.max_samples}")
+    from common.templates import TEMPLATE_NAMES
+
+    if config.template not in TEMPLATE_NAMES:
+        raise ConfigError(f"unknown template {config.template!r}; choose one of {', '.join(TEMPLATE_NAMES)}")
 
 
 def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: Path) -> Path | None:
