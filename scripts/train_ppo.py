@@ -25,8 +25,8 @@ The value head shares the policy's trunk (and adapter), as in LLaMA-Factory's PP
 
 The output folder gets the policy (adapter or full model, loadable by generate.py and merge_lora.py),
 value_head.safetensors, the tokenizer, ppo_config.json, run_manifest.json, ppo_log.jsonl (one line of
-statistics per step) and ppo_curves.png; checkpoints (every save_steps) resume with
-`--resume_from_checkpoint true`.
+statistics per step), ppo_results.json (first/last score, timings, peak GPU memory) and ppo_curves.png.
+Checkpoints (every save_steps) resume with `--resume_from_checkpoint true`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import math
 import os
 import random
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -571,6 +572,19 @@ def main(argv: list[str] | None = None) -> Path:
         tokenizer.save_pretrained(str(output_dir))
         with open(output_dir / "ppo_log.jsonl", "w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(h) + "\n" for h in history)
+        results = {
+            "ppo_steps": len(history),
+            "first_score": history[0]["objective/score"] if history else None,
+            "last_score": history[-1]["objective/score"] if history else None,
+            "last_kl": history[-1]["objective/kl"] if history else None,
+            "step_seconds_median": statistics.median(h["time/step_s"] for h in history) if history else None,
+            "rollout_seconds_median": statistics.median(h["time/rollout_s"] for h in history)
+            if history
+            else None,
+        }
+        if torch.cuda.is_available():
+            results["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        (output_dir / "ppo_results.json").write_text(json.dumps(results, indent=2) + "\n")
         if history:
             plot_ppo_curves(history, output_dir / "ppo_curves.png")
         first, last = history[0], history[-1]
