@@ -299,8 +299,10 @@ def main(argv: list[str] | None = None) -> Path:
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         deepspeed_plugin=deepspeed_plugin,
         log_with="wandb" if config.report_to == "wandb" else None,
-        cpu=not torch.cuda.is_available(),
+        cpu=not torch.cuda.is_available() and deepspeed_plugin is None,
     )
+    logger.info("accelerate: %s on %s, %d process(es), mixed precision %s", accelerator.distributed_type,
+                accelerator.device, accelerator.num_processes, accelerator.mixed_precision)  # fmt: skip
     resolved = config_to_dict(config) | {
         "_resolved": {"precision": precision, "world_size": accelerator.num_processes}
     }

@@ -158,3 +158,31 @@ def test_bad_settings_are_one_line_errors(tmp_path, tiny_llama, random_reward_mo
                      *FAST, "--output_dir", str(tmp_path / "out"), *extra, check=False)  # fmt: skip
         assert result.returncode != 0, extra
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
+
+
+def test_deepspeed_zero2_run_matches_the_plain_run(tmp_path, tiny_llama, random_reward_model):
+    """Under the deepspeed launcher (ZeRO-2; DeepSpeed's CPU accelerator here) the same seeded run
+    samples the same rollouts and ends with the same adapter as without it."""
+    args = ["--model_name_or_path", str(tiny_llama), "--reward_model", str(random_reward_model),
+            "--use_lora", "true", "--max_steps", "2", *FAST]  # fmt: skip
+    ppo(*args, "--output_dir", str(tmp_path / "plain"))
+    result = run_script(str(Path(PYTHON).parent / "deepspeed"), "--num_gpus=1", "scripts/train_ppo.py", *args, "--output_dir",
+                        str(tmp_path / "zero2"), "--deepspeed", "run_config/tiny/deepspeed_config.json")  # fmt: skip
+    assert "DistributedType.DEEPSPEED" in result.stderr
+    plain, zero2 = ppo_log(tmp_path / "plain"), ppo_log(tmp_path / "zero2")
+    for key in ("objective/score", "objective/kl", "response/length"):
+        assert [e[key] for e in zero2] == pytest.approx([e[key] for e in plain], abs=1e-4), key
+    a = load_file(str(tmp_path / "plain" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "zero2" / "adapter_model.safetensors"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_torchrun_two_processes_share_the_prompts(tmp_path, tiny_llama, random_reward_model):
+    out = tmp_path / "ddp"
+    result = run_script(str(Path(PYTHON).parent / "torchrun"), "--nproc_per_node=2", "scripts/train_ppo.py",
+                        "--model_name_or_path", str(tiny_llama), "--reward_model", str(random_reward_model),
+                        "--use_lora", "true", "--max_steps", "2", *FAST, "--output_dir", str(out))  # fmt: skip
+    assert "2 process(es)" in result.stderr and "(120 per device)" in result.stderr, result.stderr[-3000:]
+    log = ppo_log(out)
+    assert len(log) == 2 and abs(log[0]["objective/kl"]) < 1e-5
+    assert (out / "adapter_model.safetensors").is_file()
