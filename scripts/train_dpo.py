@@ -1,0 +1,214 @@
+"""Direct preference optimisation (DPO) of an SFT policy on preference pairs, with TRL's DPOTrainer.
+
+    python scripts/train_dpo.py --model_config_file run_config/tiny/dpo_config.json
+    torchrun --nproc_per_node=8 scripts/train_dpo.py --model_config_file run_config/dpo_config.json
+    deepspeed --num_gpus=8 scripts/train_dpo.py --model_config_file run_config/dpo_config.json \\
+        --deepspeed run_config/deepspeed_config.json
+
+`beta` and `loss_type` choose the objective on h = (log pi(chosen) - log ref(chosen)) - (log pi(rejected)
+- log ref(rejected)): sigmoid -log sigmoid(beta h) (DPO), ipo (h - 1/(2 beta))^2, hinge max(0, 1 - beta h)
+(common/rlhf.py: dpo_loss has the same three on plain tensors). Pairs are rendered with the SFT template
+(common/templates.py: encode_preference_pair), so DPO trains on the tokens SFT taught.
+
+The reference is the starting policy, held as cheaply as the method allows:
+- LoRA from a full SFT model: a new adapter; the reference is the model with the adapter disabled.
+- LoRA with `adapter_name_or_path` (an SFT adapter): that adapter keeps training and TRL keeps a frozen
+  copy of it (an adapter-sized "ref" adapter) as the reference. The result is an adapter on the base.
+- full fine-tuning: a frozen copy of the model (`adapter_name_or_path`, if given, is merged in first).
+
+The output folder gets the policy (adapter or full model; generate.py and merge_lora.py read it), the
+tokenizer, dpo_config.json, run_manifest.json, the held-out reward margins and accuracies
+(eval_results.json) and the loss curve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
+
+from common.config import ConfigError, config_field, config_to_dict, parse_config  # noqa: E402
+from common.data import DataError  # noqa: E402
+from common.runs import RunError, setup_logging  # noqa: E402
+from common.training import PreferenceTrainingConfig  # noqa: E402
+
+logger = logging.getLogger("train_dpo")
+
+
+@dataclasses.dataclass
+class DPOStageConfig(PreferenceTrainingConfig):
+    output_dir: str = config_field("trained_models/tiny-llama-dpo", "where checkpoints and the policy go")
+    learning_rate: float = config_field(5e-6, "peak learning rate (DPO wants it small for full fine-tuning)")
+    beta: float = config_field(0.1, "strength of the tie to the reference policy (larger: closer to it)")
+    loss_type: str = config_field("sigmoid", "sigmoid (DPO), ipo or hinge")
+
+    def validate(self) -> None:
+        super().validate()
+        from common.rlhf import DPO_LOSS_TYPES
+
+        if self.loss_type not in DPO_LOSS_TYPES:
+            raise ConfigError(f"loss_type must be one of {', '.join(DPO_LOSS_TYPES)}, got {self.loss_type!r}")
+        if self.beta <= 0:
+            raise ConfigError(f"beta must be > 0, got {self.beta}")
+
+
+def pretokenised_dpo_trainer() -> Any:
+    """DPOTrainer that takes our template-rendered prompt_ids / chosen_ids / rejected_ids as they are
+    (TRL 1.16 re-renders every dataset from text, which would lose the SFT template's exact tokens)."""
+    from trl import DPOTrainer
+
+    class PretokenisedDPOTrainer(DPOTrainer):
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            if {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(dataset.column_names):
+                return dataset
+            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+    return PretokenisedDPOTrainer
+
+
+def main(argv: list[str] | None = None) -> Path:
+    setup_logging()
+    # ---- Config -------------------------------------------------------------------------------
+    config = parse_config(
+        DPOStageConfig,
+        argv,
+        description=__doc__,
+        config_file_flags={
+            "model_config_file": "run config with any of the keys below (run_config/tiny/dpo_config.json)",
+            "lora_hyperparams_file": "LoRA hyper-parameters (lora_r, lora_alpha, lora_dropout, lora_target_modules)",
+        },
+    )
+    import torch
+    from transformers import set_seed
+    from trl import DPOConfig
+
+    from common.data import load_mixed, resolve_specs, spec_files, tokenise_preferences
+    from common.modeling import (
+        adapter_tokenizer_path,
+        count_parameters,
+        load_causal_lm,
+        load_tokenizer,
+        merge_adapter,
+        pick_precision,
+        torch_dtype,
+    )
+    from common.runs import log_config_to_wandb, prepare_output_dir, setup_wandb, write_run_record
+    from common.training import (
+        gradient_accumulation,
+        lora_config,
+        resolve_checkpoint,
+        split_pairs,
+        trainer_arguments,
+    )
+
+    resume = config.resume_from_checkpoint not in (None, "", "false", "False")
+    output_dir = prepare_output_dir(config.output_dir, resume, config.overwrite_output_dir)
+    checkpoint = resolve_checkpoint(config.resume_from_checkpoint, output_dir)
+    precision = pick_precision(config.precision)
+    resolved = config_to_dict(config) | {
+        "_resolved": {"precision": precision, "gradient_accumulation_steps": gradient_accumulation(config)}
+    }
+    set_seed(config.seed)
+
+    # ---- Data ---------------------------------------------------------------------------------
+    tokenizer_path = config.model_name_or_path
+    if config.adapter_name_or_path:
+        tokenizer_path = adapter_tokenizer_path(config.adapter_name_or_path, config.model_name_or_path)
+    tokenizer = load_tokenizer(tokenizer_path)
+    specs = resolve_specs(config.dataset, config.data_path, config.dataset_dir)
+    records = load_mixed(specs, config.dataset_dir, config.skip_bad_records, config.max_samples, config.seed)
+    if "chosen" not in records[0]:
+        raise DataError(f"dataset {records[0]['_source']!r} has no chosen/rejected answers; DPO needs "
+                        "preference pairs (instruction data goes to finetune.py)")  # fmt: skip
+    pairs = tokenise_preferences(records, tokenizer, config.template, config.cutoff_len)
+    train_pairs, dev_pairs = split_pairs(pairs, config)
+    logger.info(
+        "pairs: %d train, %d held out (template %s)", len(train_pairs), len(dev_pairs), config.template
+    )
+
+    # ---- Model and reference --------------------------------------------------------------------
+    load_dtype = torch_dtype(precision) if config.use_lora else torch.float32
+    model = load_causal_lm(config.model_name_or_path, dtype=load_dtype)
+    ref_model, peft_config = None, None
+    if config.use_lora and config.adapter_name_or_path:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, config.adapter_name_or_path, is_trainable=True)
+        logger.info("LoRA: training the SFT adapter %s; reference = TRL's frozen copy of it",
+                    config.adapter_name_or_path)  # fmt: skip
+    elif config.use_lora:
+        peft_config = lora_config(config, model, "CAUSAL_LM")
+        logger.info("LoRA (%s); reference = the model with the adapter disabled",
+                    ", ".join(peft_config.target_modules))  # fmt: skip
+    else:
+        if config.adapter_name_or_path:
+            model = merge_adapter(model, config.adapter_name_or_path)
+        ref_model = load_causal_lm(config.model_name_or_path, dtype=torch_dtype(precision))
+        if config.adapter_name_or_path:
+            ref_model = merge_adapter(ref_model, config.adapter_name_or_path)
+        ref_model.requires_grad_(False).eval()
+        logger.info("full fine-tuning; reference = a frozen copy of the starting model (%s)", precision)
+
+    # ---- Train --------------------------------------------------------------------------------
+    args = DPOConfig(
+        **trainer_arguments(config, output_dir, precision, has_eval=len(dev_pairs) > 0),
+        beta=config.beta,
+        loss_type=[config.loss_type],
+        max_length=None,  # pairs were already cut to cutoff_len by our own rule; the collator must not cut again
+        disable_dropout=True,
+    )
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # every rank checked output_dir before rank 0 writes into it
+    write_run_record(
+        output_dir, resolved, "dpo_config.json", spec_files(specs, config.dataset_dir), config.seed
+    )
+    setup_wandb(config.report_to, config.wandb_project, config.run_name or output_dir.name)
+    trainer = pretokenised_dpo_trainer()(
+        model=model,
+        ref_model=ref_model,
+        args=args,
+        train_dataset=train_pairs,
+        eval_dataset=dev_pairs if len(dev_pairs) else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    if config.use_lora and trainer.ref_model is not None:
+        raise RunError("LoRA DPO unexpectedly built a second reference model")  # the memory promise above
+    trainable, total = count_parameters(trainer.model)
+    logger.info("trainable parameters: %s of %s (%.2f%%), precision %s", f"{trainable:,}", f"{total:,}",
+                100 * trainable / total, precision)  # fmt: skip
+    train_result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    # ---- Save ---------------------------------------------------------------------------------
+    trainer.save_model(str(output_dir))
+    trainer.save_state()
+    metrics = dict(train_result.metrics)
+    if torch.cuda.is_available():
+        metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+
+    # ---- Evaluate -----------------------------------------------------------------------------
+    if len(dev_pairs):
+        eval_metrics = trainer.evaluate()  # rewards/margins starts at 0: the policy begins as its reference
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(output_dir))
+        from common.report import plot_loss
+
+        logger.info("loss curves saved to %s", plot_loss(output_dir))
+        log_config_to_wandb(config.report_to, resolved)
+        print(f"DPO {'adapter' if config.use_lora else 'model'} and run record saved in {output_dir}")
+    return output_dir
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, DataError, RunError, OSError) as err:
+        sys.exit(f"error: {err}")

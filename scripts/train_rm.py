@@ -1,0 +1,195 @@
+"""Reward modelling: a scalar score head on the SFT model, trained on preference pairs with TRL's
+RewardTrainer (loss -log sigmoid(r_chosen - r_rejected)), full or LoRA.
+
+    python scripts/train_rm.py --model_config_file run_config/tiny/rm_config.json
+    torchrun --nproc_per_node=8 scripts/train_rm.py --model_config_file run_config/rm_config.json
+    deepspeed --num_gpus=8 scripts/train_rm.py --model_config_file run_config/rm_config.json \\
+        --deepspeed run_config/deepspeed_config.json
+
+The model is the SFT model with a sequence-classification head (`score`, one output, new and random);
+the reward of prompt + answer is that head on the last real token. Pairs are rendered with the SFT
+template (common/templates.py: encode_preference_pair), so the reward model reads the tokens the policy
+writes. `adapter_name_or_path` (an SFT LoRA adapter) is folded into the weights first. With --use_lora the
+trunk gets LoRA and the head trains fully.
+
+The output folder holds an ordinary sequence-classification model (LoRA merged in) with its tokenizer,
+which scripts/train_ppo.py loads with `--reward_model`; LoRA runs also keep the adapter in lora_adapter/.
+Beside it: rm_config.json, run_manifest.json, the held-out accuracy and mean margin (eval_results.json)
+and the loss curve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
+
+from common.config import ConfigError, config_field, config_to_dict, parse_config  # noqa: E402
+from common.data import DataError  # noqa: E402
+from common.runs import RunError, setup_logging  # noqa: E402
+from common.training import PreferenceTrainingConfig  # noqa: E402
+
+logger = logging.getLogger("train_rm")
+
+
+@dataclasses.dataclass
+class RewardModelConfig(PreferenceTrainingConfig):
+    output_dir: str = config_field(
+        "trained_models/tiny-llama-rm", "where checkpoints and the reward model go"
+    )
+    center_rewards_coefficient: float | None = config_field(
+        None, "add this times mean((r_chosen + r_rejected)^2) to keep rewards centred on 0 (null: off)"
+    )
+
+
+def main(argv: list[str] | None = None) -> Path:
+    setup_logging()
+    # ---- Config -------------------------------------------------------------------------------
+    config = parse_config(
+        RewardModelConfig,
+        argv,
+        description=__doc__,
+        config_file_flags={
+            "model_config_file": "run config with any of the keys below (run_config/tiny/rm_config.json)",
+            "lora_hyperparams_file": "LoRA hyper-parameters (lora_r, lora_alpha, lora_dropout, lora_target_modules)",
+        },
+    )
+    import torch
+    from transformers import AutoModelForSequenceClassification, set_seed
+    from trl import RewardConfig, RewardTrainer
+
+    from common.data import load_mixed, resolve_specs, spec_files, tokenise_preferences
+    from common.modeling import (
+        adapter_tokenizer_path,
+        count_parameters,
+        load_tokenizer,
+        merge_adapter,
+        pick_precision,
+        torch_dtype,
+    )
+    from common.runs import log_config_to_wandb, prepare_output_dir, setup_wandb, write_run_record
+    from common.training import (
+        gradient_accumulation,
+        lora_config,
+        resolve_checkpoint,
+        split_pairs,
+        trainer_arguments,
+    )
+
+    resume = config.resume_from_checkpoint not in (None, "", "false", "False")
+    output_dir = prepare_output_dir(config.output_dir, resume, config.overwrite_output_dir)
+    checkpoint = resolve_checkpoint(config.resume_from_checkpoint, output_dir)
+    precision = pick_precision(config.precision)
+    resolved = config_to_dict(config) | {
+        "_resolved": {"precision": precision, "gradient_accumulation_steps": gradient_accumulation(config)}
+    }
+    set_seed(config.seed)
+
+    # ---- Data ---------------------------------------------------------------------------------
+    tokenizer_path = config.model_name_or_path
+    if config.adapter_name_or_path:
+        tokenizer_path = adapter_tokenizer_path(config.adapter_name_or_path, config.model_name_or_path)
+    tokenizer = load_tokenizer(tokenizer_path)
+    specs = resolve_specs(config.dataset, config.data_path, config.dataset_dir)
+    records = load_mixed(specs, config.dataset_dir, config.skip_bad_records, config.max_samples, config.seed)
+    if "chosen" not in records[0]:
+        raise DataError(f"dataset {records[0]['_source']!r} has no chosen/rejected answers; reward modelling "
+                        "needs preference pairs (instruction data goes to finetune.py)")  # fmt: skip
+    pairs = tokenise_preferences(records, tokenizer, config.template, config.cutoff_len)
+    # RewardTrainer's processed columns are whole sequences: the prompt, then each answer.
+    pairs = pairs.map(
+        lambda row: {"chosen_ids": row["prompt_ids"] + row["chosen_ids"],
+                     "rejected_ids": row["prompt_ids"] + row["rejected_ids"]},
+        remove_columns=["prompt_ids"],
+    )  # fmt: skip
+    train_pairs, dev_pairs = split_pairs(pairs, config)
+    logger.info(
+        "pairs: %d train, %d held out (template %s)", len(train_pairs), len(dev_pairs), config.template
+    )
+
+    # ---- Model --------------------------------------------------------------------------------
+    # LoRA keeps the frozen trunk in half precision (the adapter and the head train in fp32); full
+    # fine-tuning keeps fp32 weights under mixed precision.
+    load_dtype = torch_dtype(precision) if config.use_lora else torch.float32
+    model = AutoModelForSequenceClassification.from_pretrained(
+        config.model_name_or_path, num_labels=1, dtype=load_dtype
+    )
+    model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the last token that is not padding
+    if config.adapter_name_or_path:
+        model = merge_adapter(model, config.adapter_name_or_path)
+        logger.info("SFT adapter %s folded into the weights", config.adapter_name_or_path)
+    peft_config = None
+    if config.use_lora:
+        # The head is new: it trains in full (modules_to_save), so it must not also be a LoRA target.
+        peft_config = lora_config(config, model, "SEQ_CLS", modules_to_save=["score"])
+        peft_config.target_modules = sorted(set(peft_config.target_modules) - {"score"})
+        logger.info("LoRA targets: %s; the score head trains fully", ", ".join(peft_config.target_modules))
+    trainable, total = count_parameters(model)
+    logger.info("parameters: %s (before LoRA), precision %s", f"{total:,}", precision)
+
+    # ---- Train --------------------------------------------------------------------------------
+    args = RewardConfig(
+        **trainer_arguments(config, output_dir, precision, has_eval=len(dev_pairs) > 0),
+        max_length=None,  # pairs were already cut to cutoff_len; TRL's filter would drop, not cut
+        center_rewards_coefficient=config.center_rewards_coefficient,
+        disable_dropout=True,
+    )
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # every rank checked output_dir before rank 0 writes into it
+    write_run_record(
+        output_dir, resolved, "rm_config.json", spec_files(specs, config.dataset_dir), config.seed
+    )
+    setup_wandb(config.report_to, config.wandb_project, config.run_name or output_dir.name)
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_pairs,
+        eval_dataset=dev_pairs if len(dev_pairs) else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    trainable, total = count_parameters(trainer.model)
+    logger.info(
+        "trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total
+    )
+    train_result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    metrics = dict(train_result.metrics)
+    if torch.cuda.is_available():
+        metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+
+    # ---- Evaluate -----------------------------------------------------------------------------
+    if len(dev_pairs):
+        eval_metrics = trainer.evaluate()  # TRL adds accuracy (r_chosen > r_rejected) and mean margin
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+
+    # ---- Save ---------------------------------------------------------------------------------
+    # PPO needs a plain sequence-classification model: a LoRA run merges its adapter into the weights.
+    if trainer.is_world_process_zero():
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if config.use_lora:
+            model.save_pretrained(str(output_dir / "lora_adapter"))
+            model = model.merge_and_unload()
+        model.to(load_dtype).save_pretrained(str(output_dir))
+        tokenizer.save_pretrained(str(output_dir))
+        from common.report import plot_loss
+
+        logger.info("loss curves saved to %s", plot_loss(output_dir))
+        log_config_to_wandb(config.report_to, resolved)
+        print(
+            f"Reward model and run record saved in {output_dir} (scripts/train_ppo.py --reward_model {output_dir})"
+        )
+    return output_dir
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, DataError, RunError, OSError) as err:
+        sys.exit(f"error: {err}")
