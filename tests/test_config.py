@@ -135,3 +135,24 @@ def test_shipped_run_configs_parse():
             )  # fmt: skip
             assert config.model_type == lora and config.use_lora
             assert config.lora_target_modules == finetune.LORA_TARGETS[lora]
+
+
+@pytest.mark.parametrize("stage", ["rm", "dpo", "ppo"])
+def test_shipped_rlhf_configs_parse(stage):
+    """The RLHF run configs (real and tiny) resolve with no unknown key, and the tiny chain agrees:
+    PPO reads the reward model the tiny RM config writes."""
+    import json
+    from pathlib import Path
+
+    import scripts.train_dpo as train_dpo
+    import scripts.train_ppo as train_ppo
+    import scripts.train_rm as train_rm
+
+    config_class = {"rm": train_rm.RewardModelConfig, "dpo": train_dpo.DPOStageConfig, "ppo": train_ppo.PPOConfig}
+    root = Path(__file__).resolve().parent.parent / "run_config"
+    for folder in (root, root / "tiny"):
+        path = folder / f"{stage}_config.json"
+        config = parse_config(config_class[stage], ["--model_config_file", str(path)], config_file_flags=FILES)
+        assert config.output_dir == json.loads(path.read_text())["output_dir"]
+    tiny_rm = json.loads((root / "tiny" / "rm_config.json").read_text())["output_dir"]
+    assert json.loads((root / "tiny" / "ppo_config.json").read_text())["reward_model"] == tiny_rm
