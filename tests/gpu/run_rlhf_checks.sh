@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reward modelling, DPO and PPO with LoRA on a ~0.5B random Llama-shaped model (issue 4), on the device machine
+# Reward modelling, DPO and PPO with LoRA on a 0.42B random Llama-shaped model (issue 4), on the device machine
 # from the repo root with .whl carried (as tests/gpu/run_sft_checks.sh). DPO and the second PPO run go through the
 # `deepspeed` launcher with ZeRO-2. Logs and results go to $OUT; a summary line per run is printed.
 #   bash tests/gpu/run_rlhf_checks.sh          (STEPS_RM, STEPS_DPO, STEPS_PPO to change the lengths)
@@ -12,21 +12,8 @@ nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers, peft, deepspeed, trl, accelerate; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'trl', trl.__version__, 'accelerate', accelerate.__version__, 'deepspeed', deepspeed.__version__)" | tee "$OUT/versions.txt"
 python3 scripts/build_tiny_models.py --archs llama > /dev/null 2>&1 || exit 1
 
-# A Llama-shaped model of ~0.47B parameters with random weights and the tiny models' tokenizer (vocab 4096).
 MODEL=/tmp/llama-0.5b
-python3 - <<'PY' || exit 1
-import shutil, torch
-from transformers import LlamaConfig, LlamaForCausalLM
-torch.manual_seed(0)
-config = LlamaConfig(vocab_size=4096, hidden_size=1536, intermediate_size=4096, num_hidden_layers=16,
-                     num_attention_heads=12, num_key_value_heads=4, max_position_embeddings=2048,
-                     bos_token_id=1, eos_token_id=2, pad_token_id=3, tie_word_embeddings=False)
-model = LlamaForCausalLM(config)
-print(f"model parameters: {sum(p.numel() for p in model.parameters()) / 1e9:.3f} B")
-model.save_pretrained("/tmp/llama-0.5b")
-for name in ("tokenizer.json", "tokenizer_config.json"):
-    shutil.copy(f"models/tiny-llama/{name}", f"/tmp/llama-0.5b/{name}")
-PY
+python3 tests/gpu/build_random_llama.py $MODEL || exit 1
 
 summary() {  # name, rc, results file: one line with the figures that matter
   python3 - "$@" <<'PY'
