@@ -10,12 +10,15 @@ one flat set of keys.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from common.config import ConfigError, config_field
 from common.runs import RunError, last_complete_checkpoint
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -124,6 +127,32 @@ def validate_shared(config: Any) -> None:
 
     if config.template not in TEMPLATE_NAMES:
         raise ConfigError(f"unknown template {config.template!r}; choose one of {', '.join(TEMPLATE_NAMES)}")
+
+
+def load_stage_tokenizer(config: Any, padding_side: str = "right") -> Any:
+    """The tokenizer saved with the SFT adapter when the run starts from one, else the model's."""
+    from common.modeling import adapter_tokenizer_path, load_tokenizer
+
+    path = config.model_name_or_path
+    if config.adapter_name_or_path:
+        path = adapter_tokenizer_path(config.adapter_name_or_path, config.model_name_or_path)
+    return load_tokenizer(path, padding_side=padding_side)
+
+
+def load_preference_pairs(config: Any, tokenizer: Any, stage: str) -> tuple[Any, Any, list[str]]:
+    """(train, held-out) datasets of prompt_ids / chosen_ids / rejected_ids rendered with the run's
+    template, and the data files read (for the run manifest)."""
+    from common.data import DataError, load_mixed, resolve_specs, spec_files, tokenise_preferences
+
+    specs = resolve_specs(config.dataset, config.data_path, config.dataset_dir)
+    records = load_mixed(specs, config.dataset_dir, config.skip_bad_records, config.max_samples, config.seed)
+    if "chosen" not in records[0]:
+        raise DataError(f"dataset {records[0]['_source']!r} has no chosen/rejected answers; {stage} needs "
+                        "preference pairs (instruction data goes to finetune.py)")  # fmt: skip
+    pairs = tokenise_preferences(records, tokenizer, config.template, config.cutoff_len)
+    train, dev = split_pairs(pairs, config)
+    logger.info("%s pairs: %d train, %d held out (template %s)", stage, len(train), len(dev), config.template)
+    return train, dev, spec_files(specs, config.dataset_dir)
 
 
 def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: Path) -> Path | None:

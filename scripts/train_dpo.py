@@ -86,12 +86,9 @@ def main(argv: list[str] | None = None) -> Path:
     from transformers import set_seed
     from trl import DPOConfig
 
-    from common.data import load_mixed, resolve_specs, spec_files, tokenise_preferences
     from common.modeling import (
-        adapter_tokenizer_path,
         count_parameters,
         load_causal_lm,
-        load_tokenizer,
         merge_adapter,
         pick_precision,
         torch_dtype,
@@ -99,9 +96,10 @@ def main(argv: list[str] | None = None) -> Path:
     from common.runs import log_config_to_wandb, prepare_output_dir, setup_wandb, write_run_record
     from common.training import (
         gradient_accumulation,
+        load_preference_pairs,
+        load_stage_tokenizer,
         lora_config,
         resolve_checkpoint,
-        split_pairs,
         trainer_arguments,
     )
 
@@ -115,20 +113,8 @@ def main(argv: list[str] | None = None) -> Path:
     set_seed(config.seed)
 
     # ---- Data ---------------------------------------------------------------------------------
-    tokenizer_path = config.model_name_or_path
-    if config.adapter_name_or_path:
-        tokenizer_path = adapter_tokenizer_path(config.adapter_name_or_path, config.model_name_or_path)
-    tokenizer = load_tokenizer(tokenizer_path)
-    specs = resolve_specs(config.dataset, config.data_path, config.dataset_dir)
-    records = load_mixed(specs, config.dataset_dir, config.skip_bad_records, config.max_samples, config.seed)
-    if "chosen" not in records[0]:
-        raise DataError(f"dataset {records[0]['_source']!r} has no chosen/rejected answers; DPO needs "
-                        "preference pairs (instruction data goes to finetune.py)")  # fmt: skip
-    pairs = tokenise_preferences(records, tokenizer, config.template, config.cutoff_len)
-    train_pairs, dev_pairs = split_pairs(pairs, config)
-    logger.info(
-        "pairs: %d train, %d held out (template %s)", len(train_pairs), len(dev_pairs), config.template
-    )
+    tokenizer = load_stage_tokenizer(config)
+    train_pairs, dev_pairs, data_files = load_preference_pairs(config, tokenizer, "DPO")
 
     # ---- Model and reference --------------------------------------------------------------------
     load_dtype = torch_dtype(precision) if config.use_lora else torch.float32
@@ -163,9 +149,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()  # every rank checked output_dir before rank 0 writes into it
-    write_run_record(
-        output_dir, resolved, "dpo_config.json", spec_files(specs, config.dataset_dir), config.seed
-    )
+    write_run_record(output_dir, resolved, "dpo_config.json", data_files, config.seed)
     setup_wandb(config.report_to, config.wandb_project, config.run_name or output_dir.name)
     trainer = pretokenised_dpo_trainer()(
         model=model,

@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     from common.runs import prepare_output_dir, setup_wandb, write_run_record
     from common.templates import get_template, stop_token_ids
-    from common.training import lora_config, resolve_checkpoint
+    from common.training import load_stage_tokenizer, lora_config, resolve_checkpoint
 
     resume = config.resume_from_checkpoint not in (None, "", "false", "False")
     output_dir = prepare_output_dir(config.output_dir, resume, config.overwrite_output_dir)
@@ -309,15 +309,12 @@ def main(argv: list[str] | None = None) -> Path:
     set_seed(config.seed + accelerator.process_index)  # each device samples different rollouts
 
     # ---- Data ---------------------------------------------------------------------------------
-    from common.modeling import adapter_tokenizer_path
-
-    tokenizer_path = (
-        adapter_tokenizer_path(config.adapter_name_or_path, config.model_name_or_path)
-        if config.adapter_name_or_path
-        else config.model_name_or_path
-    )
-    tokenizer = load_tokenizer(tokenizer_path, padding_side="left")
-    reward_tokenizer = load_tokenizer(config.reward_model)
+    tokenizer = load_stage_tokenizer(config, padding_side="left")
+    try:
+        reward_tokenizer = load_tokenizer(config.reward_model)
+    except OSError as err:
+        raise OSError(f"cannot load the reward model {config.reward_model!r} (write one with "
+                      f"scripts/train_rm.py): {str(err).splitlines()[0]}") from None  # fmt: skip
     if reward_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise ConfigError(f"the reward model {config.reward_model} has another tokenizer than the policy; "
                           "PPO passes token ids between them, so train the reward model from the same base")  # fmt: skip

@@ -61,11 +61,8 @@ def main(argv: list[str] | None = None) -> Path:
     from transformers import AutoModelForSequenceClassification, set_seed
     from trl import RewardConfig, RewardTrainer
 
-    from common.data import load_mixed, resolve_specs, spec_files, tokenise_preferences
     from common.modeling import (
-        adapter_tokenizer_path,
         count_parameters,
-        load_tokenizer,
         merge_adapter,
         pick_precision,
         torch_dtype,
@@ -73,9 +70,10 @@ def main(argv: list[str] | None = None) -> Path:
     from common.runs import log_config_to_wandb, prepare_output_dir, setup_wandb, write_run_record
     from common.training import (
         gradient_accumulation,
+        load_preference_pairs,
+        load_stage_tokenizer,
         lora_config,
         resolve_checkpoint,
-        split_pairs,
         trainer_arguments,
     )
 
@@ -89,26 +87,15 @@ def main(argv: list[str] | None = None) -> Path:
     set_seed(config.seed)
 
     # ---- Data ---------------------------------------------------------------------------------
-    tokenizer_path = config.model_name_or_path
-    if config.adapter_name_or_path:
-        tokenizer_path = adapter_tokenizer_path(config.adapter_name_or_path, config.model_name_or_path)
-    tokenizer = load_tokenizer(tokenizer_path)
-    specs = resolve_specs(config.dataset, config.data_path, config.dataset_dir)
-    records = load_mixed(specs, config.dataset_dir, config.skip_bad_records, config.max_samples, config.seed)
-    if "chosen" not in records[0]:
-        raise DataError(f"dataset {records[0]['_source']!r} has no chosen/rejected answers; reward modelling "
-                        "needs preference pairs (instruction data goes to finetune.py)")  # fmt: skip
-    pairs = tokenise_preferences(records, tokenizer, config.template, config.cutoff_len)
+    tokenizer = load_stage_tokenizer(config)
+    train_pairs, dev_pairs, data_files = load_preference_pairs(config, tokenizer, "reward modelling")
     # RewardTrainer's processed columns are whole sequences: the prompt, then each answer.
-    pairs = pairs.map(
-        lambda row: {"chosen_ids": row["prompt_ids"] + row["chosen_ids"],
-                     "rejected_ids": row["prompt_ids"] + row["rejected_ids"]},
-        remove_columns=["prompt_ids"],
+    train_pairs, dev_pairs = (
+        pairs.map(lambda row: {"chosen_ids": row["prompt_ids"] + row["chosen_ids"],
+                               "rejected_ids": row["prompt_ids"] + row["rejected_ids"]},
+                  remove_columns=["prompt_ids"])
+        for pairs in (train_pairs, dev_pairs)
     )  # fmt: skip
-    train_pairs, dev_pairs = split_pairs(pairs, config)
-    logger.info(
-        "pairs: %d train, %d held out (template %s)", len(train_pairs), len(dev_pairs), config.template
-    )
 
     # ---- Model --------------------------------------------------------------------------------
     # LoRA keeps the frozen trunk in half precision (the adapter and the head train in fp32); full
@@ -139,9 +126,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()  # every rank checked output_dir before rank 0 writes into it
-    write_run_record(
-        output_dir, resolved, "rm_config.json", spec_files(specs, config.dataset_dir), config.seed
-    )
+    write_run_record(output_dir, resolved, "rm_config.json", data_files, config.seed)
     setup_wandb(config.report_to, config.wandb_project, config.run_name or output_dir.name)
     trainer = RewardTrainer(
         model=model,
