@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PPO on 2 GPUs of one host (issue 4): torchrun (DDP) and deepspeed ZeRO-2, LoRA on the ~0.42B random
+# PPO on 2 GPUs of one host (issue 4): torchrun (DDP) and deepspeed ZeRO-2, LoRA on the ~0.52B random
 # Llama of tests/gpu/build_random_llama.py, with a reward model trained first on one GPU. On the device
 # machine from the repo root with .whl carried; logs and results under $OUT.
 set -uo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reward modelling, DPO and PPO with LoRA on a 0.42B random Llama-shaped model (issue 4), on the device machine
+# Reward modelling, DPO and PPO with LoRA on a 0.52B random Llama-shaped model (issue 4), on the device machine
 # from the repo root with .whl carried (as tests/gpu/run_sft_checks.sh). DPO and the second PPO run go through the
 # `deepspeed` launcher with ZeRO-2. Logs and results go to $OUT; a summary line per run is printed.
 #   bash tests/gpu/run_rlhf_checks.sh          (STEPS_RM, STEPS_DPO, STEPS_PPO to change the lengths)
