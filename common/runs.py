@@ -175,6 +175,16 @@ def setup_wandb(report_to: str, project: str, run_name: str | None) -> None:
         )
 
 
+def finish_distributed() -> None:
+    """Tear down the process group before the interpreter exits (torchrun, deepspeed launchers): left to
+    interpreter shutdown, the C++ communicator threads can abort the process after the run has finished."""
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def step_timer_callback() -> Any:
     """A Trainer callback that times optimizer steps; `summary()` gives the median (the first steps warm up)."""
     import statistics

@@ -361,6 +361,9 @@ def main(argv: list[str] | None = None) -> Path:
         trainer.save_metrics("eval", eval_metrics)
     if trainer.is_world_process_zero():
         print(f"Fine-tuned {'adapter' if config.use_lora else 'model'} and run record saved in {output_dir}")
+    from common.runs import finish_distributed
+
+    finish_distributed()
     return output_dir
 
 

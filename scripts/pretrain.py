@@ -303,6 +303,9 @@ def main(argv: list[str] | None = None) -> Path:
 
         logger.info("loss curve saved to %s", plot_loss(output_dir))
         print(f"Pre-trained {'adapter' if config.use_lora else 'model'} saved in {final_dir}")
+    from common.runs import finish_distributed
+
+    finish_distributed()
     return output_dir
 
 

@@ -188,6 +188,9 @@ def main(argv: list[str] | None = None) -> Path:
         logger.info("loss curves saved to %s", plot_loss(output_dir))
         log_config_to_wandb(config.report_to, resolved)
         print(f"DPO {'adapter' if config.use_lora else 'model'} and run record saved in {output_dir}")
+    from common.runs import finish_distributed
+
+    finish_distributed()
     return output_dir
 
 

@@ -597,6 +597,9 @@ def main(argv: list[str] | None = None) -> Path:
 
         log_config_to_wandb(config.report_to, resolved)
         accelerator.end_training()
+    from common.runs import finish_distributed
+
+    finish_distributed()
     return output_dir
 
 

@@ -170,6 +170,9 @@ def main(argv: list[str] | None = None) -> Path:
         print(
             f"Reward model and run record saved in {output_dir} (scripts/train_ppo.py --reward_model {output_dir})"
         )
+    from common.runs import finish_distributed
+
+    finish_distributed()
     return output_dir
 
 
