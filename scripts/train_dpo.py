@@ -2,29 +2,36 @@
 
     python scripts/train_dpo.py --model_config_file run_config/tiny/dpo_config.json
     torchrun --nproc_per_node=8 scripts/train_dpo.py --model_config_file run_config/dpo_config.json
+    deepspeed --num_gpus=2 scripts/train_dpo.py --model_config_file run_config/tiny/dpo_config.json \\
+        --deepspeed run_config/tiny/deepspeed_config.json
     deepspeed --num_gpus=8 scripts/train_dpo.py --model_config_file run_config/dpo_config.json \\
         --deepspeed run_config/deepspeed_config.json
 
 `beta` and `loss_type` choose the objective on h = (log pi(chosen) - log ref(chosen)) - (log pi(rejected)
-- log ref(rejected)): sigmoid -log sigmoid(beta h) (DPO), ipo (h - 1/(2 beta))^2, hinge max(0, 1 - beta h)
-(common/rlhf.py: dpo_loss has the same three on plain tensors). Pairs are rendered with the SFT template
-(common/templates.py: encode_preference_pair), so DPO trains on the tokens SFT taught.
+- log ref(rejected)), log-probabilities summed over the answer tokens: sigmoid -log sigmoid(beta h) (DPO),
+hinge max(0, 1 - beta h) (SLiC), ipo (h' - 1/(2 beta))^2, where TRL's h' divides each answer's log-ratio
+by its length (common/rlhf.py: dpo_loss is the same on plain tensors, with the unnormalised h for ipo).
+Pairs are rendered with the SFT template (common/templates.py: encode_preference_pair), so DPO trains on
+exactly the tokens SFT taught.
 
 The reference is the starting policy, held as cheaply as the method allows:
-- LoRA from a full SFT model: a new adapter; the reference is the model with the adapter disabled.
-- LoRA with `adapter_name_or_path` (an SFT adapter): that adapter keeps training and TRL keeps a frozen
-  copy of it (an adapter-sized "ref" adapter) as the reference. The result is an adapter on the base.
-- full fine-tuning: a frozen copy of the model (`adapter_name_or_path`, if given, is merged in first).
+- full fine-tuning (use_lora false): the policy is the fp32 model (`adapter_name_or_path`, if given,
+  merged in); the reference is a second, frozen copy of the same weights, in the run's precision.
+- LoRA from a full SFT model (no `adapter_name_or_path`): a new adapter trains; the reference is the same
+  model with the adapter disabled, so there is no second copy in memory.
+- LoRA with `adapter_name_or_path` (an SFT adapter): that adapter keeps training; TRL keeps a frozen copy
+  of it (an adapter-sized "ref" adapter) as the reference, so the reference is the SFT policy.
 
-The output folder gets the policy (adapter or full model; generate.py and merge_lora.py read it), the
-tokenizer, dpo_config.json, run_manifest.json, the held-out reward margins and accuracies
-(eval_results.json) and the loss curve.
+The output folder gets the policy (the trained adapter, or the full model; generate.py and merge_lora.py
+read it), the tokenizer, dpo_config.json, run_manifest.json, trainer_state.json, the held-out loss, reward
+margins and accuracies (eval_results.json) and the loss curve (training_loss.png).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -133,10 +140,12 @@ def main(argv: list[str] | None = None) -> Path:
     else:
         if config.adapter_name_or_path:
             model = merge_adapter(model, config.adapter_name_or_path)
-        ref_model = load_causal_lm(config.model_name_or_path, dtype=torch_dtype(precision))
+        # The same starting weights, merged in fp32 like the policy's, then held in the run's precision: the
+        # reference never trains, and autocast rounds the policy's matmul weights the same way.
+        ref_model = load_causal_lm(config.model_name_or_path, dtype=torch.float32)
         if config.adapter_name_or_path:
             ref_model = merge_adapter(ref_model, config.adapter_name_or_path)
-        ref_model.requires_grad_(False).eval()
+        ref_model = ref_model.to(torch_dtype(precision)).requires_grad_(False).eval()
         logger.info("full fine-tuning; reference = a frozen copy of the starting model (%s)", precision)
 
     # ---- Train --------------------------------------------------------------------------------
@@ -169,6 +178,10 @@ def main(argv: list[str] | None = None) -> Path:
 
     # ---- Save ---------------------------------------------------------------------------------
     trainer.save_model(str(output_dir))
+    if trainer.is_world_process_zero() and "ref" in getattr(trainer.model, "peft_config", {}):
+        # PEFT saves every adapter it holds; TRL's frozen "ref" copy is only the starting adapter
+        # (adapter_name_or_path), and beside the policy it would read as a second result.
+        shutil.rmtree(output_dir / "ref")
     trainer.save_state()
     metrics = dict(train_result.metrics)
     if torch.cuda.is_available():

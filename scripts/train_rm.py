@@ -4,23 +4,29 @@ RewardTrainer (loss -log sigmoid(r_chosen - r_rejected)), full or LoRA.
     python scripts/train_rm.py --model_config_file run_config/tiny/rm_config.json
     torchrun --nproc_per_node=8 scripts/train_rm.py --model_config_file run_config/rm_config.json
     deepspeed --num_gpus=8 scripts/train_rm.py --model_config_file run_config/rm_config.json \\
-        --deepspeed run_config/deepspeed_config.json
+        --deepspeed run_config/deepspeed_config.json                    # ZeRO-2 (ZeRO-3 is refused)
 
 The model is the SFT model with a sequence-classification head (`score`, one output, new and random);
-the reward of prompt + answer is that head on the last real token. Pairs are rendered with the SFT
-template (common/templates.py: encode_preference_pair), so the reward model reads the tokens the policy
-writes. `adapter_name_or_path` (an SFT LoRA adapter) is folded into the weights first. With --use_lora the
-trunk gets LoRA and the head trains fully.
+the reward of prompt + answer is that head on the last token that is not padding (`logits[:, 0]` of the
+saved model on right-padded prompt + answer ids). Where the tokenizer has no pad token, pad is eos, so
+the score is read just before the closing eos: the same rule in training, evaluation and PPO. Pairs are
+rendered with the SFT template (common/templates.py: encode_preference_pair), so the reward model reads the
+tokens the policy writes. `adapter_name_or_path` (an SFT LoRA adapter) is folded into the weights first.
+With --use_lora the trunk gets LoRA and the head trains fully (in fp32, also over a half-precision trunk).
 
 The output folder holds an ordinary sequence-classification model (LoRA merged in) with its tokenizer,
 which scripts/train_ppo.py loads with `--reward_model`; LoRA runs also keep the adapter in lora_adapter/.
-Beside it: rm_config.json, run_manifest.json, the held-out accuracy and mean margin (eval_results.json)
-and the loss curve.
+Beside it: rm_config.json, run_manifest.json, the held-out accuracy, mean margin (r_chosen - r_rejected)
+and loss (eval_results.json) and the loss curve.
+
+DeepSpeed ZeRO-3 is refused: the whole model is merged and saved by one process at the end, and under
+ZeRO-3 that process holds only its shard (a LoRA run then saved empty embedding weights). ZeRO-2 works.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import sys
 from pathlib import Path
@@ -44,6 +50,21 @@ class RewardModelConfig(PreferenceTrainingConfig):
         None, "add this times mean((r_chosen + r_rejected)^2) to keep rewards centred on 0 (null: off)"
     )
 
+    def validate(self) -> None:
+        super().validate()
+        if self.center_rewards_coefficient is not None and self.center_rewards_coefficient < 0:
+            raise ConfigError(
+                f"center_rewards_coefficient must be >= 0 (or null), got {self.center_rewards_coefficient}"
+            )
+        if self.deepspeed:
+            try:
+                zero = json.loads(Path(self.deepspeed).read_text()).get("zero_optimization", {})
+            except (OSError, ValueError) as err:
+                raise ConfigError(f"cannot read the DeepSpeed config {self.deepspeed}: {err}") from None
+            if zero.get("stage", 0) == 3:
+                raise ConfigError("ZeRO-3 shards the weights that the reward model is merged and saved "
+                                  "from at the end; use ZeRO-2 (run_config/deepspeed_config.json)")  # fmt: skip
+
 
 def main(argv: list[str] | None = None) -> Path:
     setup_logging()
@@ -57,6 +78,14 @@ def main(argv: list[str] | None = None) -> Path:
             "lora_hyperparams_file": "LoRA hyper-parameters (lora_r, lora_alpha, lora_dropout, lora_target_modules)",
         },
     )
+    # Before the heavy imports, so a refused output_dir or checkpoint is reported at once.
+    from common.runs import log_config_to_wandb, prepare_output_dir, setup_wandb, write_run_record
+    from common.training import resolve_checkpoint
+
+    resume = config.resume_from_checkpoint not in (None, "", "false", "False")
+    output_dir = prepare_output_dir(config.output_dir, resume, config.overwrite_output_dir)
+    checkpoint = resolve_checkpoint(config.resume_from_checkpoint, output_dir)
+
     import torch
     from transformers import AutoModelForSequenceClassification, set_seed
     from trl import RewardConfig, RewardTrainer
@@ -67,19 +96,14 @@ def main(argv: list[str] | None = None) -> Path:
         pick_precision,
         torch_dtype,
     )
-    from common.runs import log_config_to_wandb, prepare_output_dir, setup_wandb, write_run_record
     from common.training import (
         gradient_accumulation,
         load_preference_pairs,
         load_stage_tokenizer,
         lora_config,
-        resolve_checkpoint,
         trainer_arguments,
     )
 
-    resume = config.resume_from_checkpoint not in (None, "", "false", "False")
-    output_dir = prepare_output_dir(config.output_dir, resume, config.overwrite_output_dir)
-    checkpoint = resolve_checkpoint(config.resume_from_checkpoint, output_dir)
     precision = pick_precision(config.precision)
     resolved = config_to_dict(config) | {
         "_resolved": {"precision": precision, "gradient_accumulation_steps": gradient_accumulation(config)}
@@ -111,6 +135,8 @@ def main(argv: list[str] | None = None) -> Path:
     peft_config = None
     if config.use_lora:
         # The head is new: it trains in full (modules_to_save), so it must not also be a LoRA target.
+        # ["all"] would make it one: all_linear_names skips only the LM output head, and a
+        # sequence-classification model has none, so `score` counts as an ordinary Linear.
         peft_config = lora_config(config, model, "SEQ_CLS", modules_to_save=["score"])
         peft_config.target_modules = sorted(set(peft_config.target_modules) - {"score"})
         logger.info("LoRA targets: %s; the score head trains fully", ", ".join(peft_config.target_modules))
@@ -136,6 +162,13 @@ def main(argv: list[str] | None = None) -> Path:
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    if config.use_lora and load_dtype != torch.float32:
+        # PEFT upcasts the LoRA weights to fp32 but leaves the head copy (modules_to_save) in the half
+        # precision of the frozen trunk: a bf16 head rounds small updates away, and fp16 gradients stop the
+        # fp16 grad scaler. Mixed precision autocasts the fp32 head's matmul.
+        for param in trainer.model.parameters():
+            if param.requires_grad:
+                param.data = param.data.float()
     trainable, total = count_parameters(trainer.model)
     logger.info(
         "trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total
@@ -150,7 +183,9 @@ def main(argv: list[str] | None = None) -> Path:
 
     # ---- Evaluate -----------------------------------------------------------------------------
     if len(dev_pairs):
-        eval_metrics = trainer.evaluate()  # TRL adds accuracy (r_chosen > r_rejected) and mean margin
+        # TRL adds accuracy (r_chosen > r_rejected) and mean margin, as means over evaluation batches:
+        # exact over the held-out pairs when their number is a multiple of the evaluation batch.
+        eval_metrics = trainer.evaluate()
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
 

@@ -61,6 +61,7 @@ def tiny_lora_adapter(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory
     from transformers import AutoModelForCausalLM
 
     path = tmp_path_factory.mktemp("tiny-lora")
+    torch.manual_seed(0)  # lora_A is initialised from the global generator: the same adapter every session
     model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32),
         LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),

@@ -24,6 +24,15 @@ FAST = ["--data_path", "data_dir/sample_sft.train.json", "--max_new_tokens", "8"
         "--mini_batch_size", "4", "--ppo_epochs", "2", "--learning_rate", "1e-3", "--template", "belle"]  # fmt: skip
 
 
+def free_port() -> str:
+    """A port for the launcher's rendezvous, so a launcher run elsewhere on the machine (29500) cannot clash."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
 def ppo(*args: str, check: bool = True):
     return run_script(PYTHON, "scripts/train_ppo.py", *args, check=check)
 
@@ -166,7 +175,7 @@ def test_deepspeed_zero2_run_matches_the_plain_run(tmp_path, tiny_llama, random_
     args = ["--model_name_or_path", str(tiny_llama), "--reward_model", str(random_reward_model),
             "--use_lora", "true", "--max_steps", "2", *FAST]  # fmt: skip
     ppo(*args, "--output_dir", str(tmp_path / "plain"))
-    result = run_script(str(Path(PYTHON).parent / "deepspeed"), "--num_gpus=1", "scripts/train_ppo.py", *args, "--output_dir",
+    result = run_script(str(Path(PYTHON).parent / "deepspeed"), "--num_gpus=1", "--master_port", free_port(), "scripts/train_ppo.py", *args, "--output_dir",
                         str(tmp_path / "zero2"), "--deepspeed", "run_config/tiny/deepspeed_config.json")  # fmt: skip
     assert "DistributedType.DEEPSPEED" in result.stderr
     plain, zero2 = ppo_log(tmp_path / "plain"), ppo_log(tmp_path / "zero2")
@@ -179,7 +188,7 @@ def test_deepspeed_zero2_run_matches_the_plain_run(tmp_path, tiny_llama, random_
 
 def test_torchrun_two_processes_share_the_prompts(tmp_path, tiny_llama, random_reward_model):
     out = tmp_path / "ddp"
-    result = run_script(str(Path(PYTHON).parent / "torchrun"), "--nproc_per_node=2", "scripts/train_ppo.py",
+    result = run_script(str(Path(PYTHON).parent / "torchrun"), "--nproc_per_node=2", "--master_port", free_port(), "scripts/train_ppo.py",
                         "--model_name_or_path", str(tiny_llama), "--reward_model", str(random_reward_model),
                         "--use_lora", "true", "--max_steps", "2", *FAST, "--output_dir", str(out))  # fmt: skip
     assert "2 process(es)" in result.stderr and "(120 per device)" in result.stderr, result.stderr[-3000:]
