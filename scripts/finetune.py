@@ -31,8 +31,6 @@ from common.data import DataError, split_train_dev  # noqa: E402
 from common.families import FAMILIES  # noqa: E402
 from common.runs import (  # noqa: E402
     RunError,
-    last_complete_checkpoint,
-    prepare_output_dir,
     setup_logging,
     setup_wandb,
     step_timer_callback,
@@ -184,28 +182,13 @@ def main(argv: list[str] | None = None) -> Path:
         pick_precision,
         torch_dtype,
     )
+    from common.training import gradient_accumulation, prepare_run_dir, trainer_arguments
 
-    resume = config.resume_from_checkpoint not in (None, "", "false", "False")
-    output_dir = prepare_output_dir(config.output_dir, resume, config.overwrite_output_dir)
-    checkpoint = None
-    if resume:
-        if config.resume_from_checkpoint.lower() in ("true", "auto"):
-            checkpoint = last_complete_checkpoint(output_dir)
-            if checkpoint is None:
-                raise RunError(
-                    f"--resume_from_checkpoint true, but {output_dir} holds no complete checkpoint"
-                )
-        else:
-            checkpoint = Path(config.resume_from_checkpoint)
-            if not (checkpoint / "trainer_state.json").is_file():
-                raise RunError(f"{checkpoint} is not a complete checkpoint (no trainer_state.json)")
-        logger.info("resuming from %s", checkpoint)
+    output_dir, checkpoint = prepare_run_dir(config)
 
     precision = "bf16" if config.bf16 else "fp16" if config.fp16 else pick_precision(config.precision)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    grad_accum = config.gradient_accumulation_steps or max(
-        1, config.batch_size // (config.per_device_train_batch_size * world_size)
-    )
+    grad_accum = gradient_accumulation(config)
     resolved = config_to_dict(config) | {
         "_resolved": {
             "precision": precision,
@@ -278,41 +261,9 @@ def main(argv: list[str] | None = None) -> Path:
 
     # ---- Train --------------------------------------------------------------------------------
     use_gpu = torch.cuda.is_available()
-    # transformers 5.2x renamed gradient_checkpointing to activation_checkpointing; the GPU image is older.
-    renamed = "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}
-    checkpointing_name = "activation_checkpointing" if renamed else "gradient_checkpointing"
-    checkpointing = {checkpointing_name: config.gradient_checkpointing}
-    if config.gradient_checkpointing:
-        checkpointing[f"{checkpointing_name}_kwargs"] = {"use_reentrant": False}
     args = TrainingArguments(
-        **checkpointing,
-        output_dir=str(output_dir),
-        per_device_train_batch_size=config.per_device_train_batch_size,
-        per_device_eval_batch_size=config.per_device_eval_batch_size,
-        gradient_accumulation_steps=grad_accum,
-        num_train_epochs=config.num_epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_steps,
-        weight_decay=config.weight_decay,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=not use_gpu,
-        logging_steps=config.logging_steps,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        eval_strategy="steps" if len(dev_examples) else "no",
-        eval_steps=config.eval_steps,
-        seed=config.seed,
-        data_seed=config.seed,
-        deepspeed=config.deepspeed,
-        report_to=[] if config.report_to == "none" else [config.report_to],
-        run_name=config.run_name or output_dir.name,
-        ddp_find_unused_parameters=False,
+        **trainer_arguments(config, output_dir, precision, has_eval=len(dev_examples) > 0),
         include_num_input_tokens_seen="non_padding",
-        dataloader_pin_memory=use_gpu,
     )
     # Every process has checked output_dir above; only after all of them have (TrainingArguments set up
     # the process group) may rank 0 write into it, or a slower rank would find a "run" there and refuse.

@@ -100,19 +100,17 @@ def main(argv: list[str] | None = None) -> Path:
         pick_precision,
         torch_dtype,
     )
-    from common.runs import log_config_to_wandb, prepare_output_dir, setup_wandb, write_run_record
+    from common.runs import log_config_to_wandb, setup_wandb, write_run_record
     from common.training import (
         gradient_accumulation,
         load_preference_pairs,
         load_stage_tokenizer,
         lora_config,
-        resolve_checkpoint,
+        prepare_run_dir,
         trainer_arguments,
     )
 
-    resume = config.resume_from_checkpoint not in (None, "", "false", "False")
-    output_dir = prepare_output_dir(config.output_dir, resume, config.overwrite_output_dir)
-    checkpoint = resolve_checkpoint(config.resume_from_checkpoint, output_dir)
+    output_dir, checkpoint = prepare_run_dir(config)
     precision = pick_precision(config.precision)
     resolved = config_to_dict(config) | {
         "_resolved": {"precision": precision, "gradient_accumulation_steps": gradient_accumulation(config)}

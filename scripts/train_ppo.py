@@ -112,10 +112,10 @@ class PPOConfig(RunSettings, PPOSettings, LoraSettings, ModelDataSettings):
                 raise ConfigError("ZeRO-3 shards the weights that generate() needs whole; use ZeRO-2 for PPO")
 
 
-def load_prompts(config: PPOConfig, tokenizer: Any) -> list[list[int]]:
+def load_prompts(config: PPOConfig, tokenizer: Any) -> tuple[list[list[int]], list[str]]:
     """Generation prompts from SFT or preference data: every turn up to the last user turn, rendered
-    with the template exactly as SFT did; the data's own answer (if any) is dropped."""
-    from common.data import load_mixed, resolve_specs
+    with the template exactly as SFT did; the data's own answer (if any) is dropped. Also the data files read."""
+    from common.data import load_mixed, resolve_specs, spec_files
     from common.templates import TemplateError, encode_generation_prompt, get_template
 
     specs = resolve_specs(config.dataset, config.data_path, config.dataset_dir)
@@ -140,7 +140,7 @@ def load_prompts(config: PPOConfig, tokenizer: Any) -> list[list[int]]:
         logger.warning("left out %d prompts longer than max_prompt_len=%d", too_long, config.max_prompt_len)
     if not prompts:
         raise DataError(f"no prompt fits in max_prompt_len={config.max_prompt_len}")
-    return prompts
+    return prompts, spec_files(specs, config.dataset_dir)
 
 
 def pad_rows(rows: list[Any], pad_id: int, left: bool) -> tuple[Any, Any]:
@@ -270,13 +270,11 @@ def main(argv: list[str] | None = None) -> Path:
         value_loss,
         whiten,
     )
-    from common.runs import prepare_output_dir, setup_wandb, write_run_record
+    from common.runs import setup_wandb, write_run_record
     from common.templates import get_template, stop_token_ids
-    from common.training import load_stage_tokenizer, lora_config, resolve_checkpoint
+    from common.training import load_stage_tokenizer, lora_config, prepare_run_dir
 
-    resume = config.resume_from_checkpoint not in (None, "", "false", "False")
-    output_dir = prepare_output_dir(config.output_dir, resume, config.overwrite_output_dir)
-    checkpoint = resolve_checkpoint(config.resume_from_checkpoint, output_dir)
+    output_dir, checkpoint = prepare_run_dir(config)
     precision = pick_precision(config.precision)
     deepspeed_plugin = None
     if config.deepspeed:
@@ -318,7 +316,7 @@ def main(argv: list[str] | None = None) -> Path:
     if reward_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise ConfigError(f"the reward model {config.reward_model} has another tokenizer than the policy; "
                           "PPO passes token ids between them, so train the reward model from the same base")  # fmt: skip
-    prompts = load_prompts(config, tokenizer)
+    prompts, data_files = load_prompts(config, tokenizer)
     # Every device takes its own share; equal shares keep the devices' step counts in lockstep.
     share = len(prompts) // accelerator.num_processes
     if share < config.rollout_batch_size:
@@ -422,11 +420,6 @@ def main(argv: list[str] | None = None) -> Path:
 
     # Every process has checked output_dir above; only now may the main one write into it.
     accelerator.wait_for_everyone()
-    from common.data import resolve_specs, spec_files
-
-    data_files = spec_files(
-        resolve_specs(config.dataset, config.data_path, config.dataset_dir), config.dataset_dir
-    )
     write_run_record(output_dir, resolved, "ppo_config.json", data_files, config.seed)
     if config.report_to == "wandb":
         setup_wandb(config.report_to, config.wandb_project, config.run_name or output_dir.name)

@@ -79,12 +79,10 @@ def main(argv: list[str] | None = None) -> Path:
         },
     )
     # Before the heavy imports, so a refused output_dir or checkpoint is reported at once.
-    from common.runs import log_config_to_wandb, prepare_output_dir, setup_wandb, write_run_record
-    from common.training import resolve_checkpoint
+    from common.runs import log_config_to_wandb, setup_wandb, write_run_record
+    from common.training import prepare_run_dir
 
-    resume = config.resume_from_checkpoint not in (None, "", "false", "False")
-    output_dir = prepare_output_dir(config.output_dir, resume, config.overwrite_output_dir)
-    checkpoint = resolve_checkpoint(config.resume_from_checkpoint, output_dir)
+    output_dir, checkpoint = prepare_run_dir(config)
 
     import torch
     from transformers import AutoModelForSequenceClassification, set_seed
