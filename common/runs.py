@@ -1,26 +1,50 @@
-"""What every run writes beside its outputs, and the guards that keep a user's folder safe.
+"""The run folder's lifecycle, in the order every stage calls it, and what a run writes beside its outputs.
 
-- `prepare_output_dir` refuses a folder that already holds a run unless the user asked to resume or
-  overwrite; it never deletes anything.
-- `write_run_record` writes the resolved config and `run_manifest.json` (command, commit and dirty
-  flag, package versions, data SHA-256, seed, hardware) so a run can be read and repeated later.
-- `last_complete_checkpoint` resumes from the newest checkpoint that finished saving.
+1. `prepare_run_dir(config)` (every rank, before any write): refuses a folder that already holds a run
+   unless the user asked to resume or overwrite. Overwriting never deletes: the earlier run's files are
+   moved into `<output_dir>/.previous-<UTC time>/`. Resuming picks the checkpoint (`resolve_checkpoint`).
+2. `write_run_record(...)` (after the checkpoint is resolved, so a refused resume changes nothing): the
+   resolved config, `run_manifest.json` (command, commit, the versions of every loaded package, data and
+   base-model SHA-256, seed, hardware) and the run id in `run_id.json` (new for a fresh run, kept on resume).
+3. After every checkpoint save, as its last step: `write_checkpoint_manifest(folder, run_id, step)` lists
+   each file's size and SHA-256 and the run id. `last_complete_checkpoint(output_dir, run_id)` resumes only
+   from a checkpoint whose files all match its manifest and whose run id is this run's.
+4. SIGTERM / SIGINT (a scheduler's pre-emption, Ctrl-C) only ask the loop to stop after the current step,
+   save a complete checkpoint and exit 143 / 130 (`StopSignals`, `stop_and_exit`).
+
+Trainer-based scripts get 3 and 4 from `TrainerRunGuard(output_dir, checkpoint)`: its `callbacks` go into
+the Trainer, `guard.train(trainer)` replaces `trainer.train(...)`, `guard.whole_run_metrics(...)` gives the
+loss and token totals over every resumed session.
+
+A loop without the Trainer (scripts/train_ppo.py) calls, in this order: `prepare_run_dir(config)`;
+`run_id = write_run_record(..., checkpoint=checkpoint)`; `last_complete_checkpoint(output_dir, run_id)` when it
+looks for a checkpoint itself; after writing each checkpoint folder (on the main process, once every rank has
+written its part) `write_checkpoint_manifest(folder, run_id, step)`; around the save,
+`save_errors_as_run_error(folder)`; and `StopSignals().install()` with a check of `.requested` after each
+step, then a save and `stop_and_exit(signals, step, folder)`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +54,16 @@ TRACKED_PACKAGES = (
     "bitsandbytes", "tokenizers", "wandb",
 )  # fmt: skip
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+RUN_ID_FILE = "run_id.json"
+CHECKPOINT_MANIFEST = "checkpoint_manifest.json"
+PREVIOUS_PREFIX = ".previous-"  # earlier runs moved aside by --overwrite_output_dir
+# Base-model files whose SHA-256 the run manifest records (weights only when small: see model_fingerprint).
+MODEL_FILES = (
+    "config.json", "model.safetensors.index.json", "model.safetensors", "adapter_config.json",
+    "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
+    "special_tokens_map.json",
+)  # fmt: skip
+HASHED_WEIGHTS_LIMIT = 2 * 2**30  # larger single weight files get their size only (hashing 15 GB takes ~15 s)
 
 
 class RunError(RuntimeError):
@@ -51,40 +85,204 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+class RunFolderSettings(Protocol):
+    """The run settings `prepare_run_dir` reads (every stage's config has them)."""
+
+    output_dir: str
+    resume_from_checkpoint: str | None
+    overwrite_output_dir: bool
+
+
+def resume_requested(resume_from_checkpoint: str | None) -> bool:
+    return resume_from_checkpoint not in (None, "", "false", "False")
+
+
+def prepare_run_dir(config: RunFolderSettings) -> tuple[Path, Path | None]:
+    """(output_dir, checkpoint to resume from or None): the folder is created, refused when it already holds
+    a run the user did not ask to resume or overwrite, or its earlier run is moved aside (never deleted).
+
+    Writes nothing but the folder (and, overwriting, the move), so a refused resume leaves the run as it was."""
+    resume = resume_requested(config.resume_from_checkpoint)
+    output_dir = prepare_output_dir(config.output_dir, resume, config.overwrite_output_dir)
+    checkpoint = resolve_checkpoint(config.resume_from_checkpoint, output_dir)
+    if checkpoint is not None:
+        logger.info("resuming from %s", checkpoint)
+    return output_dir, checkpoint
+
+
 def prepare_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> Path:
-    """Create `output_dir`, or refuse one that already holds files unless resuming or overwriting."""
+    """Create `output_dir`, or refuse one that already holds files unless resuming or overwriting.
+
+    Overwriting moves the earlier run's files into `.previous-<UTC time>/` (the main process does it; the
+    Trainer's checkpoint rotation would otherwise delete the old checkpoints, or resume from them)."""
     path = Path(output_dir)
     if path.exists() and not path.is_dir():
         raise RunError(f"output_dir {path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not (resume or overwrite):
-        held = ", ".join(sorted(p.name for p in path.iterdir())[:5])
+    held = (
+        sorted(p.name for p in path.iterdir() if not p.name.startswith(PREVIOUS_PREFIX))
+        if path.is_dir()
+        else []
+    )
+    if held and not (resume or overwrite):
         raise RunError(
-            f"output_dir {path} already holds a run ({held}, ...). Nothing was changed. "
-            "Pass --resume_from_checkpoint true to continue it, --overwrite_output_dir true to write "
-            "over it, or choose another --output_dir."
+            f"output_dir {path} already holds a run ({', '.join(held[:5])}, ...). Nothing was changed. "
+            "Pass --resume_from_checkpoint true to continue it, --overwrite_output_dir true to move it aside "
+            "into a .previous-<time> folder, or choose another --output_dir."
         )
+    if held and resume and overwrite:
+        logger.info("resuming: overwrite_output_dir is ignored and %s keeps its files", path)
+    elif held and overwrite and is_main_process():
+        move_aside(path, held)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
-    """Newest `checkpoint-N` whose trainer_state.json parses.
+def move_aside(path: Path, names: Sequence[str]) -> Path:
+    """Move `names` (entries of `path`) into a new `path/.previous-<UTC time>/`; nothing is deleted."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target, suffix = path / f"{PREVIOUS_PREFIX}{stamp}", 1
+    while target.exists():
+        target, suffix = path / f"{PREVIOUS_PREFIX}{stamp}-{suffix}", suffix + 1
+    target.mkdir()
+    for name in names:
+        (path / name).rename(target / name)
+    logger.warning("overwrite_output_dir: the earlier run's %d files and folders in %s were moved to %s "
+                   "(nothing was deleted)", len(names), path, target)  # fmt: skip
+    return target
 
-    The Trainer writes trainer_state.json last, so a checkpoint interrupted mid-save lacks it (or
-    holds a truncated one) and is skipped here instead of being resumed from.
-    """
+
+def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: Path) -> Path | None:
+    """The checkpoint to resume from: None (fresh run), the newest complete one of this run ("true"), or
+    a folder that must be complete and of this run (when output_dir has a run id)."""
+    if not resume_requested(resume_from_checkpoint):
+        return None
+    run_id = read_run_id(output_dir)
+    if resume_from_checkpoint.lower() in ("true", "auto"):
+        checkpoint = last_complete_checkpoint(output_dir, run_id)
+        if checkpoint is None:
+            raise RunError(f"--resume_from_checkpoint true, but {output_dir} holds no complete checkpoint"
+                           + (f" of run {run_id}" if run_id else ""))  # fmt: skip
+        return checkpoint
+    checkpoint = Path(resume_from_checkpoint)
+    problem = checkpoint_problem(checkpoint, run_id)
+    if problem:
+        raise RunError(f"cannot resume from {checkpoint}: {problem}")
+    return checkpoint
+
+
+# ---- Run id ---------------------------------------------------------------------------------------
+
+
+def read_run_id(output_dir: str | Path) -> str | None:
+    try:
+        return json.loads((Path(output_dir) / RUN_ID_FILE).read_text())["run_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def ensure_run_id(output_dir: str | Path, checkpoint: str | Path | None = None) -> str | None:
+    """This run's id: the one in `run_id.json`; else the resumed checkpoint's (a folder whose run_id.json
+    was lost, or a new folder continuing another's checkpoint); else a new uuid4. The main process writes
+    it; another rank returns what is there (None before the main process wrote it)."""
+    run_id = read_run_id(output_dir)
+    if run_id or not is_main_process():
+        return run_id
+    manifest = read_checkpoint_manifest(Path(checkpoint)) if checkpoint else None
+    run_id = (manifest or {}).get("run_id") or uuid.uuid4().hex
+    if manifest:
+        logger.warning("%s has no %s: continuing run %s of %s", output_dir, RUN_ID_FILE, run_id, checkpoint)
+    record = {"run_id": run_id, "created": datetime.now(UTC).isoformat(timespec="seconds")}
+    write_json_atomic(Path(output_dir) / RUN_ID_FILE, record)
+    return run_id
+
+
+# ---- Checkpoint manifests -------------------------------------------------------------------------
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename, so a reader never sees half of it."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    os.replace(temporary, path)
+
+
+def checkpoint_files(folder: Path) -> list[str]:
+    """Every file under `folder` (DeepSpeed writes a global_stepN/ subfolder), but the manifest itself."""
+    names = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    return sorted(n for n in names if n not in (CHECKPOINT_MANIFEST, CHECKPOINT_MANIFEST + ".tmp"))
+
+
+def hash_files(folder: Path, names: Sequence[str]) -> dict[str, str]:
+    """SHA-256 of each file, streamed, several files at once (hashlib releases the GIL on large blocks)."""
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
+        return dict(zip(names, pool.map(lambda name: sha256_of(folder / name), names), strict=True))
+
+
+def write_checkpoint_manifest(
+    folder: str | Path, run_id: str | None, global_step: int, extra: dict[str, Any] | None = None
+) -> Path:
+    """The last step of a save: `checkpoint_manifest.json` with the run id, the step and each file's size
+    and SHA-256. A checkpoint without it, or whose files no longer match it, is never resumed from."""
+    folder = Path(folder)
+    names = checkpoint_files(folder)
+    digests = hash_files(folder, names)
+    files = {name: {"size": (folder / name).stat().st_size, "sha256": digests[name]} for name in names}
+    manifest = {"run_id": run_id, "global_step": global_step, "files": files, **(extra or {})}
+    write_json_atomic(folder / CHECKPOINT_MANIFEST, manifest)
+    return folder / CHECKPOINT_MANIFEST
+
+
+def read_checkpoint_manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((folder / CHECKPOINT_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
+
+
+def checkpoint_problem(folder: Path, run_id: str | None) -> str | None:
+    """Why `folder` cannot be resumed from ("optimizer.pt missing", ...), or None when it is complete.
+
+    run_id None accepts any run's checkpoint (a folder without run_id.json)."""
+    if not folder.is_dir():
+        return "no such folder"
+    if not (folder / CHECKPOINT_MANIFEST).is_file():
+        return f"it did not finish saving (no {CHECKPOINT_MANIFEST})"
+    manifest = read_checkpoint_manifest(folder)
+    if manifest is None:
+        return f"it did not finish saving ({CHECKPOINT_MANIFEST} unreadable)"
+    if run_id is not None and manifest.get("run_id") != run_id:
+        return f"it belongs to run {manifest.get('run_id')}, not to this folder's run {run_id}"
+    files: dict[str, dict[str, Any]] = manifest["files"]
+    for name, expected in files.items():  # sizes first: cheap, and they catch truncation
+        path = folder / name
+        if not path.is_file():
+            return f"{name} missing"
+        if path.stat().st_size != expected.get("size"):
+            return f"{name} size {path.stat().st_size} != {expected.get('size')}"
+    digests = hash_files(folder, list(files))
+    for name, expected in files.items():
+        if digests[name] != expected.get("sha256"):
+            return f"{name} sha256 differs from its manifest (changed after the save)"
+    return None
+
+
+def last_complete_checkpoint(output_dir: str | Path, run_id: str | None) -> Path | None:
+    """Newest `checkpoint-N` (numeric N; checkpoint-notes and the like are ignored) of run `run_id` whose
+    every file matches its manifest; each newer one that does not is skipped with a log line saying why.
+
+    run_id None accepts any run's checkpoint. Only the checkpoints down to the first complete one are hashed."""
     found: list[tuple[int, Path]] = []
     for child in Path(output_dir).iterdir() if Path(output_dir).is_dir() else []:
         match = CHECKPOINT_RE.match(child.name)
-        if not (match and child.is_dir()):
-            continue
-        try:
-            json.loads((child / "trainer_state.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            logger.warning("skipping %s: it did not finish saving (no valid trainer_state.json)", child)
-            continue
-        found.append((int(match.group(1)), child))
-    return max(found)[1] if found else None
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child))
+    for _, checkpoint in sorted(found, reverse=True):
+        problem = checkpoint_problem(checkpoint, run_id)
+        if problem is None:
+            return checkpoint
+        logger.warning("skipping %s: %s", checkpoint, problem)
+    return None
 
 
 def sha256_of(path: str | Path) -> str:
@@ -124,21 +322,64 @@ def hardware_summary() -> dict[str, Any]:
 
 
 def package_versions() -> dict[str, str | None]:
+    """Versions of TRACKED_PACKAGES (None: not installed) and of every installed distribution that provides
+    a module loaded now (sys.modules), so a plugin or kernel package the run imported is recorded too."""
     versions: dict[str, str | None] = {}
     for name in TRACKED_PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return versions
+    loaded = {name.partition(".")[0] for name in list(sys.modules)}
+    for module, distributions in metadata.packages_distributions().items():
+        if module not in loaded:
+            continue
+        for distribution in distributions:
+            if distribution.lower() not in versions:
+                try:
+                    versions[distribution.lower()] = metadata.version(distribution)
+                except metadata.PackageNotFoundError:  # a stale entry in another distribution's RECORD
+                    continue
+    return dict(sorted(versions.items()))
+
+
+def model_fingerprint(path: str | Path) -> dict[str, Any]:
+    """Size and SHA-256 of a local model or adapter folder's config, weight index (or single weights file
+    under 2 GB; above it, its size only) and tokenizer files; {"local": False} for a hub name."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return {"local": False}
+    files: dict[str, dict[str, Any]] = {}
+    for name in MODEL_FILES:
+        file = folder / name
+        if not file.is_file():
+            continue
+        entry: dict[str, Any] = {"size": file.stat().st_size}
+        if not (name.endswith(".safetensors") and entry["size"] >= HASHED_WEIGHTS_LIMIT):
+            entry["sha256"] = sha256_of(file)
+        files[name] = entry
+    return {"local": True, "files": files}
 
 
 def write_run_record(
-    output_dir: Path, resolved_config: dict[str, Any], config_name: str, data_files: list[str], seed: int
-) -> None:
-    """Write `<config_name>` (the resolved config) and `run_manifest.json` into `output_dir`."""
+    output_dir: Path,
+    resolved_config: dict[str, Any],
+    config_name: str,
+    data_files: list[str],
+    seed: int,
+    *,
+    checkpoint: str | Path | None = None,
+    model_paths: Sequence[str | Path | None] = (),
+) -> str | None:
+    """Write `<config_name>` (the resolved config), `run_manifest.json` and, for a fresh run, `run_id.json`
+    into `output_dir`; returns the run id. Call it after the checkpoint was resolved (prepare_run_dir): a
+    refused resume must leave the earlier record in place.
+
+    `checkpoint` is the one resumed from (its run id is kept when the folder lost run_id.json);
+    `model_paths` are the base model / adapter / tokenizer folders whose files the manifest fingerprints."""
     if not is_main_process():
-        return
+        return read_run_id(output_dir)
+    run_id = ensure_run_id(output_dir, checkpoint)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     for name in (config_name, "run_manifest.json"):
         earlier = output_dir / name
@@ -147,16 +388,20 @@ def write_run_record(
     (output_dir / config_name).write_text(json.dumps(resolved_config, indent=2, ensure_ascii=False) + "\n")
     manifest = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run_id": run_id,
+        "resumed_from": str(checkpoint) if checkpoint else None,
         "command": [sys.executable, *sys.argv],
         "cwd": os.getcwd(),
         "config": resolved_config,
         "git": git_state(REPO_ROOT),  # looked up at call time, so a test can point it at another repo
         "packages": package_versions(),
         "data_files": {f: sha256_of(f) for f in data_files if Path(f).is_file()},
+        "models": {str(path): model_fingerprint(path) for path in dict.fromkeys(model_paths) if path},
         "seed": seed,
         "hardware": hardware_summary(),
     }
     (output_dir / "run_manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return run_id
 
 
 def setup_wandb(report_to: str, project: str, run_name: str | None) -> None:
@@ -216,7 +461,9 @@ def wandb_sync_hint(run_dir: str | Path | None) -> str:
     return f"W&B offline run in {run_dir}; upload it with `wandb sync {run_dir}`"
 
 
-def log_config_to_wandb(report_to: str, resolved_config: dict[str, Any], key: str = "resolved_config") -> None:
+def log_config_to_wandb(
+    report_to: str, resolved_config: dict[str, Any], key: str = "resolved_config"
+) -> None:
     """Add the resolved run config to the live W&B run (the Trainer logs only TrainingArguments and the
     model config, not our data, LoRA or freeze settings), and say where an offline run went."""
     if report_to != "wandb":
@@ -267,3 +514,281 @@ def log_eval_to_wandb(
         run.finish()
     logger.info(wandb_sync_hint(run_dir) if offline else f"W&B run logged (local copy {run_dir})")
     return run_dir
+
+
+# ---- Save errors, stop signals and the Trainer guard ----------------------------------------------
+
+# Write failures that torch.save and safetensors report without an OSError in the exception chain.
+RUST_ERRNO_RE = re.compile(r"Os \{ code: (\d+)|\(os error (\d+)\)")
+WRITE_FAILURE_RE = re.compile(
+    r"file write failed|No space left|Read-only file system|Disk quota|File too large"
+)
+
+
+def write_error_text(err: BaseException) -> str | None:
+    """'No space left on device (ENOSPC)' when `err` is a failed write (an OSError anywhere in its chain, or
+    torch's / safetensors' own message for one); None for any other error."""
+    current: BaseException | None = err
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError):
+            if current.errno:
+                return f"{os.strerror(current.errno)} ({errno.errorcode.get(current.errno, current.errno)})"
+            return str(current) or type(current).__name__
+        code = RUST_ERRNO_RE.search(str(current))  # safetensors: the errno of Rust's I/O error
+        if code:
+            number = int(code.group(1) or code.group(2))
+            return f"{os.strerror(number)} ({errno.errorcode.get(number, number)})"
+        if WRITE_FAILURE_RE.search(str(current)):
+            return " ".join(str(current).split())[-300:]
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def save_error(err: BaseException, folder: str | Path, saving: bool = True) -> RunError | None:
+    """A one-line RunError for a failed write in `folder` (None when `err` is not one). Nothing is removed:
+    the checkpoints that finished before it stay complete and resumable."""
+    text = write_error_text(err)
+    if text is None:
+        return None
+    if saving:
+        return RunError(f"saving {folder} failed: {text}; the complete checkpoints saved before it are kept")
+    return RunError(f"{getattr(err, 'filename', None) or folder}: {text}")
+
+
+@contextlib.contextmanager
+def save_errors_as_run_error(folder: str | Path) -> Iterator[None]:
+    """Around a save: a disk-full, read-only or unwritable folder becomes one `error:` line, not a traceback."""
+    try:
+        yield
+    except RunError:
+        raise
+    except Exception as err:
+        converted = save_error(err, folder)
+        if converted is None:
+            raise
+        raise converted from err
+
+
+class StopSignals:
+    """SIGTERM (a scheduler's notice before pre-emption) and SIGINT (Ctrl-C) ask the loop to stop after the
+    current step. The handler only records the signal and puts back the handler that was there before, so a
+    second signal acts at once (SIGTERM ends the process, Ctrl-C raises KeyboardInterrupt). A signal that
+    was ignored when the run started (SIGINT of a background job) stays ignored."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            logger.warning("not on the main thread: SIGTERM/SIGINT keep their handlers (no graceful stop)")
+            return
+        for signum in self.SIGNALS:
+            previous = signal.getsignal(signum)
+            if previous is not signal.SIG_IGN:
+                self._previous[signum] = previous
+                signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = self.signum or signum
+        signal.signal(signum, self._previous.pop(signum, None) or signal.SIG_DFL)
+        os.write(2, f"\n{signal.Signals(signum).name} received: stopping after this step with a saved "
+                    "checkpoint (send it again to stop at once)\n".encode())  # fmt: skip
+
+    def restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous or signal.SIG_DFL)
+        self._previous.clear()
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else "no signal"
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or 0)  # the shell's code for death by that signal: 143 SIGTERM, 130 SIGINT
+
+
+def signal_on_any_rank(signum: int | None, device: Any = None) -> int | None:
+    """The signal any rank received (all ranks must stop at the same step, or the next collective hangs):
+    one tiny all-reduce per step under torchrun/deepspeed, nothing in a single process."""
+    import torch
+
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return signum
+    flag = torch.tensor([signum or 0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item()) or None
+
+
+def stop_and_exit(signals: StopSignals, step: int, checkpoint: str | Path) -> None:
+    """Say where the run stopped and how to continue it, and exit 143 (SIGTERM) or 130 (SIGINT)."""
+    finish_distributed()
+    if is_main_process():
+        print(f"stopped by {signals.name} after step {step}; checkpoint saved in {checkpoint}; "
+              "resume with --resume_from_checkpoint true", file=sys.stderr, flush=True)  # fmt: skip
+    raise SystemExit(signals.exit_code)
+
+
+def _barrier() -> None:
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def checkpoint_manifest_callback(output_dir: str | Path, resumed_from: str | Path | None = None) -> Any:
+    """A Trainer callback that writes `checkpoint_manifest.json` as the last step of every checkpoint save.
+
+    The Trainer calls on_save after `_save_checkpoint` has written the weights (or adapter), optimizer.pt,
+    scheduler.pt, rng_state.pth and trainer_state.json and rotated old checkpoints (transformers 5.2x,
+    `Trainer._maybe_log_save_evaluate`). Every rank waits until all have written their part (rng_state_N,
+    ZeRO shards); then the main process hashes the folder. The manifest also carries the loss total of the
+    logged steps so far (`loss_sum`, `loss_steps`), carried over from the checkpoint a run resumed from, from
+    which `whole_run_metrics` computes the whole run's mean loss. `pending` names the checkpoint being saved.
+    """
+    from transformers import TrainerCallback
+
+    class CheckpointManifest(TrainerCallback):
+        def __init__(self) -> None:
+            self.run_id: str | None = None
+            self.pending: Path | None = None
+            self.loss_sum, self.loss_steps, self._last_logged = 0.0, 0, 0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.run_id = ensure_run_id(output_dir, resumed_from)
+            before = read_checkpoint_manifest(Path(resumed_from)) if resumed_from else None
+            self.loss_sum = float((before or {}).get("loss_sum", 0.0))
+            self.loss_steps = int((before or {}).get("loss_steps", 0))
+            self._last_logged = state.global_step
+            odd = sorted(p.name for p in Path(args.output_dir).glob("checkpoint-*")
+                         if p.is_dir() and not CHECKPOINT_RE.match(p.name))  # fmt: skip
+            if odd and args.save_total_limit and args.should_save:
+                logger.warning("%s in %s: not checkpoints to us, but the Trainer's save_total_limit rotation "
+                               "counts and may delete them; rename them", ", ".join(odd), args.output_dir)  # fmt: skip
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs and state.global_step > self._last_logged:
+                steps = state.global_step - self._last_logged  # the Trainer logs the mean over these steps
+                self.loss_sum += float(logs["loss"]) * steps
+                self.loss_steps += steps
+                self._last_logged = state.global_step
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.pending = (
+                Path(args.output_dir) / f"checkpoint-{state.global_step}" if control.should_save else None
+            )
+
+        on_epoch_end = on_step_end
+
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            _barrier()
+            if args.should_save:
+                totals = {"loss_sum": self.loss_sum, "loss_steps": self.loss_steps}
+                write_checkpoint_manifest(folder, self.run_id, state.global_step, totals)
+            self.pending = None
+
+    return CheckpointManifest()
+
+
+def signal_stop_callback() -> Any:
+    """A Trainer callback: after SIGTERM/SIGINT, the step in progress finishes, a checkpoint is saved (with
+    its manifest; evaluation due at that step is skipped) and train() returns. `stopped_at_step` and
+    `checkpoint` then say where; the handlers from before are back after training."""
+    from transformers import TrainerCallback
+
+    class SignalStop(TrainerCallback):
+        def __init__(self) -> None:
+            self.signals = StopSignals()
+            self.stopped_at_step: int | None = None
+            self.checkpoint: Path | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.signals.install()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.signals.signum = signal_on_any_rank(self.signals.signum, args.device)
+            if not self.signals.requested or self.stopped_at_step is not None:
+                return
+            control.should_save = control.should_training_stop = control.should_log = True
+            # A pre-emption notice leaves seconds, not an evaluation's minutes.
+            control.should_evaluate = False
+            self.stopped_at_step = state.global_step
+            self.checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            logger.warning("%s: saving %s and stopping", self.signals.name, self.checkpoint)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.signals.restore()
+            if self.signals.requested and self.stopped_at_step is None:
+                logger.warning("%s arrived after the last step: the run finishes normally", self.signals.name)
+
+    return SignalStop()
+
+
+def whole_run_metrics(state: Any, resumed_from: str | Path | None, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Totals over every session of a resumed run, from the Trainer's final `state`, the checkpoint resumed
+    from and this session's `metrics` (train() covers only the steps since the resume):
+
+    - train_loss_whole_run: the step-weighted mean of the checkpoint's logged loss total (its manifest's
+      `loss_sum` / `loss_steps`, itself carried over every earlier resume) and this session's train_loss.
+      Steps between the checkpoint's last log and its save never reached a log and are left out (none when
+      save_steps is a multiple of logging_steps; a SIGTERM stop logs before it saves).
+    - train_steps_whole_run: the final global step.
+    - num_input_tokens_seen_whole_run / _this_session: the Trainer's token count (when it counts tokens)."""
+    start_step, start_tokens, before_sum, before_steps = 0, 0, 0.0, 0
+    if resumed_from:
+        manifest = read_checkpoint_manifest(Path(resumed_from)) or {}
+        before_sum, before_steps = float(manifest.get("loss_sum", 0.0)), int(manifest.get("loss_steps", 0))
+        trainer_state = json.loads((Path(resumed_from) / "trainer_state.json").read_text())
+        start_step, start_tokens = trainer_state["global_step"], trainer_state.get("num_input_tokens_seen", 0)
+    session_steps = state.global_step - start_step
+    result: dict[str, Any] = {"train_steps_whole_run": state.global_step}
+    session_sum = metrics.get("train_loss", 0.0) * session_steps if session_steps > 0 else 0.0
+    if before_steps + max(session_steps, 0) > 0:
+        result["train_loss_whole_run"] = (before_sum + session_sum) / (before_steps + max(session_steps, 0))
+    if state.num_input_tokens_seen:
+        result["num_input_tokens_seen_whole_run"] = state.num_input_tokens_seen
+        result["num_input_tokens_seen_this_session"] = state.num_input_tokens_seen - start_tokens
+    return result
+
+
+class TrainerRunGuard:
+    """What a Trainer-based script adds to its run: `callbacks` for the Trainer (signal stop, checkpoint
+    manifest), `train(trainer)` in place of `trainer.train(...)`, `whole_run_metrics(state, metrics)`."""
+
+    def __init__(self, output_dir: str | Path, checkpoint: str | Path | None) -> None:
+        self.output_dir, self.checkpoint = Path(output_dir), checkpoint
+        self.stop = signal_stop_callback()
+        self.manifest = checkpoint_manifest_callback(output_dir, checkpoint)
+        self.callbacks = [
+            self.stop,
+            self.manifest,
+        ]  # the stop first: its should_save reaches the manifest's pending
+
+    def train(self, trainer: Any) -> Any:
+        """trainer.train from the resolved checkpoint. A failed write becomes one RunError; after SIGTERM or
+        SIGINT the saved checkpoint is named and the process exits 143 / 130 (no final save or evaluation)."""
+        try:
+            result = trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint else None)
+        except Exception as err:
+            pending = self.manifest.pending
+            converted = save_error(err, pending or self.output_dir, saving=pending is not None)
+            if converted is None:
+                raise
+            raise converted from err
+        if self.stop.stopped_at_step is not None:
+            stop_and_exit(self.stop.signals, self.stop.stopped_at_step, self.stop.checkpoint)
+        return result
+
+    def whole_run_metrics(self, state: Any, metrics: dict[str, Any]) -> dict[str, Any]:
+        return whole_run_metrics(state, self.checkpoint, metrics)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import ConfigError, config_field
-from common.runs import RunError, last_complete_checkpoint, prepare_output_dir
+from common.runs import prepare_run_dir, resolve_checkpoint  # noqa: F401  (moved to runs; PPO imports them here)
 
 logger = logging.getLogger(__name__)
 
@@ -153,32 +153,6 @@ def load_preference_pairs(config: Any, tokenizer: Any, stage: str) -> tuple[Any,
     train, dev = split_pairs(pairs, config)
     logger.info("%s pairs: %d train, %d held out (template %s)", stage, len(train), len(dev), config.template)
     return train, dev, spec_files(specs, config.dataset_dir)
-
-
-def prepare_run_dir(config: Any) -> tuple[Path, Path | None]:
-    """(output_dir, checkpoint to resume from or None): the folder is created, or refused when it already
-    holds a run that the user did not ask to resume or overwrite (nothing is ever deleted)."""
-    resume = config.resume_from_checkpoint not in (None, "", "false", "False")
-    output_dir = prepare_output_dir(config.output_dir, resume, config.overwrite_output_dir)
-    checkpoint = resolve_checkpoint(config.resume_from_checkpoint, output_dir)
-    if checkpoint is not None:
-        logger.info("resuming from %s", checkpoint)
-    return output_dir, checkpoint
-
-
-def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: Path) -> Path | None:
-    """The checkpoint to resume from: None (fresh run), the newest complete one ("true"), or a folder."""
-    if resume_from_checkpoint in (None, "", "false", "False"):
-        return None
-    if resume_from_checkpoint.lower() in ("true", "auto"):
-        checkpoint = last_complete_checkpoint(output_dir)
-        if checkpoint is None:
-            raise RunError(f"--resume_from_checkpoint true, but {output_dir} holds no complete checkpoint")
-        return checkpoint
-    checkpoint = Path(resume_from_checkpoint)
-    if not (checkpoint / "trainer_state.json").is_file():
-        raise RunError(f"{checkpoint} is not a complete checkpoint (no trainer_state.json)")
-    return checkpoint
 
 
 def gradient_accumulation(config: Any) -> int:

@@ -31,6 +31,8 @@ from common.data import DataError, split_train_dev  # noqa: E402
 from common.families import FAMILIES  # noqa: E402
 from common.runs import (  # noqa: E402
     RunError,
+    TrainerRunGuard,
+    prepare_run_dir,
     setup_logging,
     setup_wandb,
     step_timer_callback,
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> Path:
         pick_precision,
         torch_dtype,
     )
-    from common.training import gradient_accumulation, prepare_run_dir, trainer_arguments
+    from common.training import gradient_accumulation, trainer_arguments
 
     output_dir, checkpoint = prepare_run_dir(config)
 
@@ -269,8 +271,10 @@ def main(argv: list[str] | None = None) -> Path:
     # the process group) may rank 0 write into it, or a slower rank would find a "run" there and refuse.
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
-    write_run_record(output_dir, resolved, "finetune_config.json", data_files, config.seed)
+    write_run_record(output_dir, resolved, "finetune_config.json", data_files, config.seed,
+                     checkpoint=checkpoint, model_paths=[config.model_name_or_path])  # fmt: skip
     setup_wandb(config.report_to, config.wandb_project, config.run_name or output_dir.name)
+    guard = TrainerRunGuard(output_dir, checkpoint)  # checkpoint manifests, SIGTERM/SIGINT stop, save errors
     trainer = Trainer(
         model=model,
         args=args,
@@ -278,14 +282,15 @@ def main(argv: list[str] | None = None) -> Path:
         eval_dataset=dev_examples if len(dev_examples) else None,
         data_collator=DataCollatorForSeq2Seq(tokenizer, pad_to_multiple_of=8 if use_gpu else None),
         processing_class=tokenizer,
-        callbacks=[step_timer := step_timer_callback()],
+        callbacks=[step_timer := step_timer_callback(), *guard.callbacks],
     )
-    train_result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    train_result = guard.train(trainer)  # SIGTERM/SIGINT: exits 143/130 here, after saving a checkpoint
 
     # ---- Save ---------------------------------------------------------------------------------
     trainer.save_model(str(output_dir))  # the adapter alone for LoRA; the full model otherwise
     trainer.save_state()
     metrics = dict(train_result.metrics)
+    metrics |= guard.whole_run_metrics(trainer.state, metrics)  # loss and tokens over every resumed session
     tokens_before = 0  # tokens/s counts only this session's work, also after a resume
     if checkpoint:
         tokens_before = json.loads((checkpoint / "trainer_state.json").read_text())["num_input_tokens_seen"]
