@@ -128,7 +128,7 @@ def parse_config(
     for f in fields:
         base, optional = _field_type(f, hints)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_text = f"{f.metadata.get('help', '')} (default: {default!r})"
+        help_text = f"{field_help(config_cls, f.name)} (default: {default!r})".replace("%", "%%")
         if base is bool:
             # `--use_lora` alone means true, as in BELLE; `--use_lora false` also works.
             settings.add_argument(f"--{f.name}", nargs="?", const="true", default=None, help=help_text)
@@ -180,3 +180,35 @@ def config_field(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argpar
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help})
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+def stage_default(default: Any) -> Any:
+    """Another default for a setting a shared group declares: the help line stays the group's (one
+    declaration per setting); a stage only says that its runs start from a different value."""
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"stage_default": True})
+    return dataclasses.field(default=default, metadata={"stage_default": True})
+
+
+def field_help(config_cls: type, name: str) -> str:
+    """The help line of a setting: from the group that declares it, also when a stage changed its default."""
+    for cls in config_cls.__mro__:
+        field = getattr(cls, "__dataclass_fields__", {}).get(name)
+        if field is not None and "help" in field.metadata:
+            return field.metadata["help"]
+    return ""
+
+
+class Settings:
+    """Base of every settings group and of the stage configs composed from them.
+
+    Each group declares its fields and a `check` method that validates only those; `validate` runs the
+    checks of every class in the composition once, so a setting shared by five stages is validated in
+    one place.
+    """
+
+    def validate(self) -> None:
+        for cls in reversed(type(self).__mro__):
+            check = cls.__dict__.get("check")
+            if check is not None:
+                check(self)

@@ -65,15 +65,17 @@ def all_linear_names(model: Any) -> list[str]:
     return sorted(names)
 
 
-def lora_target_modules(model: Any, requested: list[str] | None) -> list[str]:
-    """The module names LoRA adapts: the request, `all` resolved explicitly, or the family default."""
+def lora_target_modules(model: Any, requested: list[str] | None, model_type: str | None = None) -> list[str]:
+    """The module names LoRA adapts: the request, `all` resolved explicitly, or the default of the family
+    (`model_type` when the user names one, else the weights' config.model_type)."""
     if requested == ["all"]:
         return all_linear_names(model)
     if requested:
         return list(requested)
-    family = family_of(model.config.model_type)
+    model_type = model_type or model.config.model_type
+    family = family_of(model_type)
     if family is None:
-        raise ValueError(f"no default LoRA targets for model_type {model.config.model_type!r} "
+        raise ValueError(f"no default LoRA targets for model_type {model_type!r} "
                          f"(known: {', '.join(FAMILIES)}); set lora_target_modules, or [\"all\"]")  # fmt: skip
     return list(family.lora_targets)
 

@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from common.settings import ModelSettings
+
 logger = logging.getLogger(__name__)
 
 
@@ -41,12 +43,81 @@ def load_tokenizer(path: str, padding_side: str = "right") -> Any:
     return tokenizer
 
 
-def load_causal_lm(path: str, dtype: Any, **kwargs: Any) -> Any:
-    """A causal LM from a local folder or a hub name, with a clear message when neither can be had."""
+def resolve_attn_implementation(requested: str, packing: bool) -> str:
+    """The attention kernel for `auto`: flash-attention when installed (it reads packed rows as variable-length
+    sequences), flex attention for packed rows on a GPU (its block mask skips the masked blocks), else sdpa.
+    Every choice is exact on packed rows: transformers derives the per-example mask from position_ids."""
+    import importlib.util
+
+    import torch
+
+    if requested != "auto":
+        return requested
+    if not torch.cuda.is_available():
+        return "sdpa"
+    if importlib.util.find_spec("flash_attn_interface") is not None:
+        return "flash_attention_3"
+    if importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "flex_attention" if packing else "sdpa"
+
+
+def quantization_config(model: ModelSettings, precision: str) -> Any:
+    """bitsandbytes settings for `quantization_bit` (None when off): NF4/FP4 with the matmuls in the run's
+    precision, or LLM.int8."""
+    if model.quantization_bit is None:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if model.quantization_bit == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=model.quantization_type,
+        bnb_4bit_use_double_quant=model.double_quantization,
+        bnb_4bit_compute_dtype=torch_dtype(precision),
+        bnb_4bit_quant_storage=torch_dtype(precision),
+    )
+
+
+def load_training_model(
+    model: ModelSettings,
+    precision: str,
+    use_lora: bool,
+    packing: bool = False,
+    auto_class: Any = None,
+    **kwargs: Any,
+) -> Any:
+    """The model a training stage starts from, loaded as its settings say.
+
+    Full fine-tuning keeps fp32 weights (mixed precision autocasts the matmuls); LoRA keeps the frozen base in
+    the run's precision and PEFT the adapter in fp32; QLoRA (`quantization_bit`) keeps the base in 4 or 8 bits.
+    """
+    import torch
+
+    attn = resolve_attn_implementation(model.attn_implementation, packing)
+    quantization = quantization_config(model, precision)
+    dtype = torch_dtype(precision) if use_lora else torch.float32
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+        if torch.cuda.is_available():
+            kwargs.setdefault("device_map", {"": torch.cuda.current_device()})
+    loaded = load_causal_lm(model.model_name_or_path, dtype=dtype, attn_implementation=attn,
+                            auto_class=auto_class, **kwargs)  # fmt: skip
+    logger.info("model %s: attention %s, weights %s%s", model.model_name_or_path, attn, str(dtype).split(".")[-1],
+                f", base quantised to {model.quantization_bit} bits ({model.quantization_type})"
+                if quantization is not None and model.quantization_bit == 4 else
+                ", base quantised to 8 bits" if quantization is not None else "")  # fmt: skip
+    return loaded
+
+
+def load_causal_lm(path: str, dtype: Any, auto_class: Any = None, **kwargs: Any) -> Any:
+    """A causal LM (or another `auto_class`) from a local folder or a hub name, with a clear message when
+    neither can be had."""
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+        return (auto_class or AutoModelForCausalLM).from_pretrained(path, dtype=dtype, **kwargs)
     except OSError as err:
         if not Path(path).exists():
             raise OSError(

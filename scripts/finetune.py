@@ -17,18 +17,15 @@ checkpoints, and at the end the model (or LoRA adapter) with its tokenizer.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import ConfigError, config_field, config_to_dict, parse_config  # noqa: E402
+from common.config import ConfigError, config_field, config_to_dict, parse_config, stage_default  # noqa: E402
 from common.data import DataError, split_train_dev  # noqa: E402
-from common.families import FAMILIES  # noqa: E402
 from common.runs import (  # noqa: E402
     RunError,
     TrainerRunGuard,
@@ -38,127 +35,32 @@ from common.runs import (  # noqa: E402
     step_timer_callback,
     write_run_record,
 )
+from common.settings import DataSettings, LoraSettings, ModelSettings, RunSettings, TrainSettings  # noqa: E402
 
 logger = logging.getLogger("finetune")
 
-# Default LoRA targets by model_type, from the family table (python -m common.families prints it).
-LORA_TARGETS = {model_type: list(family.lora_targets) for model_type, family in FAMILIES.items()}
-
 
 @dataclasses.dataclass
-class FinetuneConfig:
-    # Model
-    model_type: str = config_field(
-        "llama", "model family; chooses default LoRA targets (the weights' config decides the architecture)"
-    )
-    model_name_or_path: str = config_field("models/tiny-llama", "local folder or hub name of the base model")
-    # Data
-    data_path: str = config_field(
-        "data_dir/sample_sft.train.json",
-        "one data file (JSON lines or array): alpaca/BELLE, ShareGPT `conversations` or OpenAI `messages`",
-    )
-    dataset: str | None = config_field(
-        None,
-        "registered dataset name(s), comma-separated, from dataset_dir/dataset_info.json (wins over data_path)",
-    )
-    dataset_dir: str = config_field("data_dir", "folder holding dataset_info.json and its files")
-    template: str = config_field(
-        "belle", "prompt format: belle, alpaca, vicuna, llama2, llama3, mistral, chatml, ..., or tokenizer"
-    )
-    max_samples: int | None = config_field(None, "use at most N records of each dataset (null: all)")
-    skip_bad_records: bool = config_field(
-        False, "skip malformed records (counted and logged) instead of stopping with a list of them"
-    )
+class FinetuneConfig(RunSettings, LoraSettings, TrainSettings, DataSettings, ModelSettings):
+    """The shared groups (common/settings.py) plus the keys of SFT alone."""
+
     preprocessing_num_workers: int | None = config_field(None, "processes for tokenisation (null: one)")
     cache_dir: str | None = config_field(
         ".cache/tokenised", "reuse tokenised data from an identical earlier run (null: no cache)"
     )
-    cutoff_len: int = config_field(
-        512, "maximum tokens per example (prompt + response + eos); longer ones are cut"
-    )
     train_on_inputs: bool = config_field(
         False, "also train on the prompt tokens (default: labels only on the response)"
-    )
-    val_set_size: int = config_field(
-        1000, "examples held out for evaluation (capped by val_set_rate; 0 = none)"
-    )
-    val_set_rate: float = config_field(0.1, "largest share of the data that may be held out")
-    # Training
-    output_dir: str = config_field(
-        "trained_models/tiny-llama", "where checkpoints, the final model and the run record go"
-    )
-    batch_size: int = config_field(
-        32, "global batch size; sets gradient_accumulation_steps when that is null"
-    )
-    per_device_train_batch_size: int = config_field(4, "examples per device per forward pass")
-    per_device_eval_batch_size: int = config_field(4, "examples per device per evaluation pass")
-    gradient_accumulation_steps: int | None = config_field(
-        None, "micro-batches per optimizer step (null: from batch_size)"
-    )
-    num_epochs: float = config_field(2.0, "passes over the training data")
-    max_steps: int = config_field(-1, "stop after this many optimizer steps (-1: run num_epochs)")
-    learning_rate: float = config_field(2e-5, "peak learning rate")
-    lr_scheduler_type: str = config_field(
-        "cosine", "transformers schedule name: linear, cosine, constant, ..."
-    )
-    warmup_steps: int = config_field(10, "linear warm-up steps")
-    weight_decay: float = config_field(0.0, "AdamW weight decay")
-    gradient_checkpointing: bool = config_field(False, "recompute activations to save memory")
-    logging_steps: int = config_field(10, "log loss every N steps")
-    save_steps: int = config_field(1000, "save a checkpoint every N steps")
-    eval_steps: int = config_field(1000, "evaluate every N steps (when there is a held-out set)")
-    save_total_limit: int | None = config_field(3, "keep at most this many checkpoints (null: all)")
-    seed: int = config_field(42, "seed for the split, initialisation of new weights, and data order")
-    precision: str = config_field(
-        "auto", "auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), bf16, fp16 or fp32"
-    )
-    fp16: bool | None = config_field(None, "BELLE compatibility: true forces precision fp16")
-    bf16: bool | None = config_field(None, "BELLE compatibility: true forces precision bf16")
-    # Method
-    use_lora: bool = config_field(False, "train a LoRA adapter instead of the full model")
-    lora_r: int = config_field(8, "LoRA rank")
-    lora_alpha: int = config_field(16, "LoRA scaling numerator (scale = alpha / r)")
-    lora_dropout: float = config_field(0.05, "dropout on the LoRA input")
-    lora_target_modules: list[str] | None = config_field(
-        None, 'module names to adapt, or ["all"] (null: by model_type)'
     )
     trainable_layers: int = config_field(
         0, "freeze fine-tuning: train only the last N decoder layers (0: train all)"
     )
-    # Run management
-    deepspeed: str | None = config_field(
-        None, "DeepSpeed JSON config (e.g. run_config/deepspeed_config.json)"
-    )
-    resume_from_checkpoint: str | None = config_field(
-        None, "true: newest complete checkpoint in output_dir; or a checkpoint folder"
-    )
-    overwrite_output_dir: bool = config_field(
-        False, "allow writing into an output_dir that already holds a run"
-    )
-    report_to: str = config_field("none", "none or wandb (offline when there is no API key)")
-    wandb_project: str = config_field("belle-finetune", "W&B project name")
-    run_name: str | None = config_field(None, "W&B run name (default: the output folder's name)")
-    local_rank: int = config_field(-1, "set by the deepspeed launcher; leave it alone")
+    num_epochs: float = stage_default(2.0)
+    learning_rate: float = stage_default(2e-5)
+    warmup_steps: int = stage_default(10)
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.use_lora and self.trainable_layers:
             raise ConfigError("use_lora and trainable_layers are two different methods; choose one")
-        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
-            raise ConfigError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
-        if self.fp16 and self.bf16:
-            raise ConfigError("fp16 and bf16 are both true; choose one")
-        if self.cutoff_len < 2:
-            raise ConfigError(f"cutoff_len must be at least 2, got {self.cutoff_len}")
-        if self.report_to not in ("none", "wandb"):
-            raise ConfigError(f"report_to must be none or wandb, got {self.report_to!r}")
-        from common.templates import TEMPLATE_NAMES
-
-        if self.template not in TEMPLATE_NAMES:
-            raise ConfigError(
-                f"unknown template {self.template!r}; choose one of {', '.join(TEMPLATE_NAMES)}"
-            )
-        if self.max_samples is not None and self.max_samples < 1:
-            raise ConfigError(f"max_samples must be at least 1 (or null), got {self.max_samples}")
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -174,28 +76,33 @@ def main(argv: list[str] | None = None) -> Path:
         },
     )
     import torch
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+    from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
 
+    from common.chunked_loss import add_chunked_loss, supports_chunked_loss
     from common.modeling import (
         count_parameters,
         freeze_all_but_last_layers,
-        load_causal_lm,
         load_tokenizer,
-        pick_precision,
-        torch_dtype,
+        load_training_model,
     )
-    from common.training import gradient_accumulation, trainer_arguments
+    from common.packing import PackedCollator, check_model_supports_packing, pack_examples
+    from common.settings import world_size
+    from common.training import (
+        causal_lm_trainer_class,
+        gradient_accumulation,
+        lora_config,
+        throughput_metrics,
+        trainer_arguments,
+    )
 
     output_dir, checkpoint = prepare_run_dir(config)
 
-    precision = "bf16" if config.bf16 else "fp16" if config.fp16 else pick_precision(config.precision)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    grad_accum = gradient_accumulation(config)
+    precision = config.resolved_precision()
     resolved = config_to_dict(config) | {
         "_resolved": {
             "precision": precision,
-            "world_size": world_size,
-            "gradient_accumulation_steps": grad_accum,
+            "world_size": world_size(),
+            "gradient_accumulation_steps": gradient_accumulation(config),
         }
     }
     set_seed(config.seed)
@@ -227,33 +134,30 @@ def main(argv: list[str] | None = None) -> Path:
         raise DataError(f"{data_name}: no training example left after cutting to cutoff_len")
     logger.info("examples: %d train, %d held out, from %s (template %s)", len(train_examples),
                 len(dev_examples), data_name, config.template)  # fmt: skip
+    if config.packing:
+        real_tokens = sum(len(ids) for ids in train_examples["input_ids"])
+        train_examples = pack_examples(train_examples, config.cutoff_len)
+        dev_examples = pack_examples(dev_examples, config.cutoff_len) if len(dev_examples) else dev_examples
+        logger.info("packing: %d train rows of up to %d tokens, %.1f%% filled; batch sizes count rows",
+                    len(train_examples), config.cutoff_len,
+                    100 * real_tokens / (len(train_examples) * config.cutoff_len))  # fmt: skip
 
     # ---- Model --------------------------------------------------------------------------------
-    # Full and freeze fine-tuning keep fp32 weights (mixed precision autocasts); LoRA stores the frozen
-    # base in half precision and PEFT keeps the adapter weights in fp32.
-    load_dtype = torch_dtype(precision) if config.use_lora else torch.float32
-    model = load_causal_lm(config.model_name_or_path, dtype=load_dtype)
+    model = load_training_model(config, precision, config.use_lora, packing=config.packing)
     model.config.use_cache = False  # the KV cache is for generation; in training it only costs memory
-    if config.use_lora:
-        from peft import LoraConfig, get_peft_model
-
-        from common.families import lora_target_modules
-
+    if config.packing:
         try:
-            targets = lora_target_modules(model, config.lora_target_modules)
+            check_model_supports_packing(model)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        logger.info("LoRA targets: %s", ", ".join(targets))
-        lora = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=targets,
-            task_type="CAUSAL_LM",
-        )
+    if not config.use_liger_kernel and supports_chunked_loss(model):
+        add_chunked_loss(model)  # liger brings its own fused head and loss
+    if config.use_lora:
+        from peft import get_peft_model
+
+        lora = lora_config(config, model, "CAUSAL_LM", config.model_type)
+        logger.info("LoRA targets: %s", ", ".join(lora.target_modules))
         model = get_peft_model(model, lora)
-        if config.gradient_checkpointing:
-            model.enable_input_require_grads()  # checkpointed blocks need a grad-requiring input
     elif config.trainable_layers:
         names = freeze_all_but_last_layers(model, config.trainable_layers)
         logger.info("freeze fine-tuning: %d parameter tensors train, e.g. %s", len(names), names[0])
@@ -264,8 +168,9 @@ def main(argv: list[str] | None = None) -> Path:
     # ---- Train --------------------------------------------------------------------------------
     use_gpu = torch.cuda.is_available()
     args = TrainingArguments(
-        **trainer_arguments(config, output_dir, precision, has_eval=len(dev_examples) > 0),
+        **trainer_arguments(config, config, output_dir, precision, has_eval=len(dev_examples) > 0),
         include_num_input_tokens_seen="non_padding",
+        use_liger_kernel=config.use_liger_kernel,
     )
     # Every process has checked output_dir above; only after all of them have (TrainingArguments set up
     # the process group) may rank 0 write into it, or a slower rank would find a "run" there and refuse.
@@ -274,13 +179,19 @@ def main(argv: list[str] | None = None) -> Path:
     write_run_record(output_dir, resolved, "finetune_config.json", data_files, config.seed,
                      checkpoint=checkpoint, model_paths=[config.model_name_or_path])  # fmt: skip
     setup_wandb(config.report_to, config.wandb_project, config.run_name or output_dir.name)
+    # Packed rows are padded to cutoff_len on a GPU: one shape, so compiled kernels (flex attention) compile once.
+    collator = (
+        PackedCollator(tokenizer.pad_token_id, row_length=config.cutoff_len if use_gpu else None)
+        if config.packing
+        else DataCollatorForSeq2Seq(tokenizer, pad_to_multiple_of=8 if use_gpu else None)
+    )
     guard = TrainerRunGuard(output_dir, checkpoint)  # checkpoint manifests, SIGTERM/SIGINT stop, save errors
-    trainer = Trainer(
+    trainer = causal_lm_trainer_class()(
         model=model,
         args=args,
         train_dataset=train_examples,
         eval_dataset=dev_examples if len(dev_examples) else None,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, pad_to_multiple_of=8 if use_gpu else None),
+        data_collator=collator,
         processing_class=tokenizer,
         callbacks=[step_timer := step_timer_callback(), *guard.callbacks],
     )
@@ -289,16 +200,8 @@ def main(argv: list[str] | None = None) -> Path:
     # ---- Save ---------------------------------------------------------------------------------
     trainer.save_model(str(output_dir))  # the adapter alone for LoRA; the full model otherwise
     trainer.save_state()
-    metrics = dict(train_result.metrics)
+    metrics = dict(train_result.metrics) | throughput_metrics(trainer, train_result, step_timer, checkpoint)
     metrics |= guard.whole_run_metrics(trainer.state, metrics)  # loss and tokens over every resumed session
-    tokens_before = 0  # tokens/s counts only this session's work, also after a resume
-    if checkpoint:
-        tokens_before = json.loads((checkpoint / "trainer_state.json").read_text())["num_input_tokens_seen"]
-    tokens_this_session = trainer.state.num_input_tokens_seen - tokens_before
-    metrics["train_tokens_per_second"] = tokens_this_session / max(metrics["train_runtime"], 1e-9)
-    metrics |= step_timer.summary()
-    if use_gpu:
-        metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
     if trainer.is_world_process_zero():

@@ -6,6 +6,10 @@
 The merged folder loads with `AutoModelForCausalLM.from_pretrained` alone (no peft needed) and holds
 safetensors weights, the tokenizer (the adapter's when it saved one, else the base model's) and
 `merge_info.json` (base, adapter, dtype). The merge runs in fp32 unless `--dtype` says otherwise.
+
+QLoRA adapters (trained with `quantization_bit` 4 or 8) are merged into the base in full precision, never into
+4/8-bit weights: the result is the dequantised base plus the adapter, which differs slightly from the
+quantised model the adapter was trained with. The script says so and records it in merge_info.json.
 """
 
 from __future__ import annotations
@@ -74,6 +78,23 @@ def adapter_vocab_size(adapter_path: str) -> int | None:
     return rows
 
 
+def adapter_quantization(adapter_path: str) -> dict | None:
+    """The quantisation an adapter was trained under, from the run config saved beside it (finetune.py,
+    pretrain.py, train_dpo.py write theirs into the adapter's folder or, for pt_lora_model, its parent)."""
+    folder = Path(adapter_path)
+    for config_file in [*folder.glob("*_config.json"), *folder.parent.glob("*_config.json")]:
+        if config_file.name in ("adapter_config.json", "tokenizer_config.json"):
+            continue
+        try:
+            run_config = json.loads(config_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(run_config, dict) and run_config.get("quantization_bit"):
+            return {"quantization_bit": run_config["quantization_bit"],
+                    "quantization_type": run_config.get("quantization_type"), "run_config": str(config_file)}  # fmt: skip
+    return None
+
+
 def main(argv: list[str] | None = None) -> Path:
     setup_logging()
     # ---- Config -------------------------------------------------------------------------------
@@ -98,6 +119,14 @@ def main(argv: list[str] | None = None) -> Path:
         logger.warning(
             "the adapter was trained on %s but is being merged into %s", trained_on, config.base_model
         )
+    quantised = adapter_quantization(config.lora_model)
+    if quantised:
+        logger.warning(
+            "the adapter was trained on a %s-bit quantised base (QLoRA, %s); it is merged into the base's "
+            "full-precision weights in %s, so the merged model is the dequantised base + adapter and differs "
+            "slightly from the quantised model it trained with",
+            quantised["quantization_bit"], quantised["run_config"], config.dtype,
+        )  # fmt: skip
     vocab = adapter_vocab_size(config.lora_model)
     if vocab is None:
         model = load_causal_lm_with_adapter(config.base_model, config.lora_model, torch_dtype(config.dtype))
@@ -128,6 +157,7 @@ def main(argv: list[str] | None = None) -> Path:
         "lora_model": config.lora_model,
         "dtype": config.dtype,
         "tokenizer_from": tokenizer_path,
+        "trained_on_quantised_base": quantised,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (output_dir / "merge_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")

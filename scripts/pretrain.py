@@ -27,9 +27,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import ConfigError, config_field, config_to_dict, parse_config  # noqa: E402
+from common.config import ConfigError, config_field, config_to_dict, parse_config, stage_default  # noqa: E402
 from common.data import DataError  # noqa: E402
-from common.runs import RunError, prepare_output_dir, setup_logging, write_run_record  # noqa: E402
+from common.runs import (  # noqa: E402
+    RunError,
+    TrainerRunGuard,
+    prepare_run_dir,
+    setup_logging,
+    step_timer_callback,
+    write_run_record,
+)
+from common.settings import LoraSettings, ModelSettings, RunSettings, TrainSettings  # noqa: E402
 
 logger = logging.getLogger("pretrain")
 
@@ -38,8 +46,9 @@ VOCAB_PADDING_SLACK = 128
 
 
 @dataclasses.dataclass
-class PretrainConfig:
-    model_name_or_path: str = config_field("models/tiny-llama", "local folder or hub name of the base model")
+class PretrainConfig(RunSettings, LoraSettings, TrainSettings, ModelSettings):
+    """The shared groups (common/settings.py) plus the keys of pre-training alone."""
+
     tokenizer_name_or_path: str | None = config_field(
         None, "tokenizer to train with, e.g. an extended Chinese one (null: the model's)"
     )
@@ -50,35 +59,18 @@ class PretrainConfig:
     streaming: bool = config_field(False, "read the corpus lazily (IterableDataset); needs max_steps")
     eval_before_training: bool = config_field(True, "also report held-out perplexity before training")
     max_eval_blocks: int | None = config_field(None, "evaluate on at most N held-out blocks (null: all)")
-    output_dir: str = config_field("trained_models/pt-tiny-llama", "run folder")
-    per_device_train_batch_size: int = config_field(4, "blocks per device per forward pass")
-    per_device_eval_batch_size: int = config_field(4, "blocks per device per evaluation pass")
-    gradient_accumulation_steps: int = config_field(1, "micro-batches per optimizer step")
-    num_epochs: float = config_field(1.0, "passes over the training blocks (in-memory mode)")
-    max_steps: int = config_field(-1, "stop after N optimizer steps (-1: num_epochs)")
-    learning_rate: float = config_field(2e-4, "peak learning rate")
-    lr_scheduler_type: str = config_field("cosine", "transformers schedule name")
-    warmup_steps: int = config_field(2, "linear warm-up steps")
-    weight_decay: float = config_field(0.0, "AdamW weight decay")
-    logging_steps: int = config_field(5, "log loss every N steps")
-    save_steps: int = config_field(1000, "save a checkpoint every N steps")
-    save_total_limit: int | None = config_field(3, "keep at most this many checkpoints")
-    seed: int = config_field(42, "seed")
-    precision: str = config_field("auto", "auto, bf16, fp16 or fp32")
-    use_lora: bool = config_field(False, "train a LoRA adapter instead of the full model")
-    lora_r: int = config_field(8, "LoRA rank")
-    lora_alpha: float = config_field(32.0, "LoRA alpha")
-    lora_dropout: float = config_field(0.05, "LoRA dropout")
-    lora_target_modules: list[str] | None = config_field(None, 'LoRA targets or ["all"] (null: by family)')
     modules_to_save: list[str] | None = config_field(
         None, "modules trained fully and saved with the adapter, e.g. embed_tokens,lm_head"
     )
-    deepspeed: str | None = config_field(None, "DeepSpeed JSON config")
-    overwrite_output_dir: bool = config_field(False, "allow writing into an output_dir holding a run")
-    resume_from_checkpoint: str | None = config_field(None, "true (newest) or a checkpoint folder")
-    local_rank: int = config_field(-1, "set by launchers")
+    output_dir: str = stage_default("trained_models/pt-tiny-llama")
+    batch_size: int = stage_default(4)
+    learning_rate: float = stage_default(2e-4)
+    warmup_steps: int = stage_default(2)
+    logging_steps: int = stage_default(5)
+    lora_alpha: float = stage_default(32.0)
+    wandb_project: str = stage_default("belle-pretrain")
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.block_size < 2:
             raise ConfigError(f"block_size must be at least 2, got {self.block_size}")
         if not 0 <= self.validation_split_percentage < 100:
@@ -87,6 +79,10 @@ class PretrainConfig:
             raise ConfigError("--streaming has no length to count epochs with: set --max_steps")
         if self.modules_to_save and not self.use_lora:
             raise ConfigError("modules_to_save only means something with --use_lora")
+        if self.group_by_length:
+            raise ConfigError(
+                "group_by_length: pre-training blocks all have block_size tokens; nothing to group"
+            )
 
 
 def check_vocab(model_vocab: int, tokenizer: Any, base_tokenizer: Any | None) -> None:
@@ -161,14 +157,21 @@ def main(argv: list[str] | None = None) -> Path:
     config = parse_config(PretrainConfig, argv, description=__doc__,
                           config_file_flags={"model_config_file": "JSON with any of the keys below"})  # fmt: skip
     import torch
-    from transformers import Trainer, TrainingArguments, default_data_collator, set_seed
+    from transformers import TrainingArguments, default_data_collator, set_seed
 
-    from common.modeling import count_parameters, load_causal_lm, load_tokenizer, pick_precision, torch_dtype
+    from common.chunked_loss import add_chunked_loss, supports_chunked_loss
+    from common.modeling import count_parameters, load_tokenizer, load_training_model
+    from common.packing import DocumentBlockCollator, check_model_supports_packing
     from common.pretrain_data import corpus_files, load_blocks, split_blocks, stream_blocks
+    from common.training import (
+        causal_lm_trainer_class,
+        lora_config,
+        throughput_metrics,
+        trainer_arguments,
+    )
 
-    resume = config.resume_from_checkpoint not in (None, "", "false", "False")
-    output_dir = prepare_output_dir(config.output_dir, resume, config.overwrite_output_dir)
-    precision = pick_precision(config.precision)
+    output_dir, checkpoint = prepare_run_dir(config)
+    precision = config.resolved_precision()
     set_seed(config.seed)
 
     # ---- Tokenizer and vocabulary check -------------------------------------------------------
@@ -211,9 +214,15 @@ def main(argv: list[str] | None = None) -> Path:
         eval_set = eval_set.select(range(config.max_eval_blocks))
 
     # ---- Model --------------------------------------------------------------------------------
-    load_dtype = torch_dtype(precision) if config.use_lora else torch.float32
-    model = load_causal_lm(config.model_name_or_path, dtype=load_dtype)
+    model = load_training_model(config, precision, config.use_lora, packing=config.packing)
     model.config.use_cache = False
+    if config.packing:
+        try:
+            check_model_supports_packing(model)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    if not config.use_liger_kernel and supports_chunked_loss(model):
+        add_chunked_loss(model)
     old_vocab = resize_embeddings_mean(model, len(tokenizer))
     if old_vocab < len(tokenizer):
         logger.info("embedding and output head grown from %d to %d rows (new rows = mean of old)",
@@ -221,13 +230,11 @@ def main(argv: list[str] | None = None) -> Path:
         if config.use_lora and not config.modules_to_save:
             logger.warning("new token rows will not train: pass --modules_to_save embed_tokens,lm_head")
     if config.use_lora:
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        from common.families import lora_target_modules
-
-        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                          target_modules=lora_target_modules(model, config.lora_target_modules),
-                          modules_to_save=config.modules_to_save, task_type="CAUSAL_LM")  # fmt: skip
+        lora = lora_config(
+            config, model, "CAUSAL_LM", config.model_type, modules_to_save=config.modules_to_save
+        )
         model = get_peft_model(model, lora)
     trainable, total = count_parameters(model)
     logger.info("parameters: %s trainable of %s", f"{trainable:,}", f"{total:,}")
@@ -235,56 +242,36 @@ def main(argv: list[str] | None = None) -> Path:
     # ---- Train --------------------------------------------------------------------------------
     use_gpu = torch.cuda.is_available()
     args = TrainingArguments(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=config.per_device_train_batch_size,
-        per_device_eval_batch_size=config.per_device_eval_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        num_train_epochs=config.num_epochs,
-        max_steps=config.max_steps,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_steps,
-        weight_decay=config.weight_decay,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=not use_gpu,
-        logging_steps=config.logging_steps,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        seed=config.seed,
-        deepspeed=config.deepspeed,
-        report_to=[],
-        ddp_find_unused_parameters=False,
+        **trainer_arguments(config, config, output_dir, precision, has_eval=False),
         include_num_input_tokens_seen="non_padding",
-        dataloader_pin_memory=use_gpu,
+        use_liger_kernel=config.use_liger_kernel,
+        remove_unused_columns=False,
     )
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()  # all ranks checked output_dir before rank 0 writes into it
     resolved = config_to_dict(config) | {"_resolved": {"precision": precision, "model_vocab": old_vocab,
                                                        "tokenizer_vocab": len(tokenizer)}}  # fmt: skip
-    write_run_record(output_dir, resolved, "pretrain_config.json", [str(f) for f in files], config.seed)
-    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-                      data_collator=default_data_collator, processing_class=tokenizer)  # fmt: skip
+    write_run_record(output_dir, resolved, "pretrain_config.json", [str(f) for f in files], config.seed,
+                     checkpoint=checkpoint,
+                     model_paths=[config.model_name_or_path, config.tokenizer_name_or_path])  # fmt: skip
+    # With packing, each document in a block attends only to itself (positions restart after its eos).
+    collator = DocumentBlockCollator(tokenizer.eos_token_id) if config.packing else default_data_collator
+    guard = TrainerRunGuard(output_dir, checkpoint)  # checkpoint manifests, SIGTERM/SIGINT stop, save errors
+    trainer = causal_lm_trainer_class()(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+                                        data_collator=collator, processing_class=tokenizer,
+                                        callbacks=[step_timer := step_timer_callback(), *guard.callbacks])  # fmt: skip
     results: dict[str, float] = {}
     if len(eval_set) and config.eval_before_training:
         results |= plain_perplexity(model, eval_set, config.per_device_eval_batch_size, "before")
-    checkpoint = (
-        config.resume_from_checkpoint
-        if resume and config.resume_from_checkpoint.lower() != "true"
-        else resume or None
-    )
-    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    train_result = guard.train(trainer)  # SIGTERM/SIGINT: exits 143/130 here, after saving a checkpoint
     if len(eval_set):
         results |= perplexity(trainer, eval_set, "after")
 
     # ---- Save ---------------------------------------------------------------------------------
     metrics = dict(train_result.metrics)
-    metrics["train_tokens_per_second"] = trainer.state.num_input_tokens_seen / max(
-        metrics["train_runtime"], 1e-9
-    )
+    metrics |= guard.whole_run_metrics(trainer.state, metrics)  # loss and tokens over every resumed session
+    metrics |= throughput_metrics(trainer, train_result, step_timer, checkpoint)
     if use_gpu:
-        metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
         # Every rank prints its own peak (log_metrics shows rank 0 only); ZeRO-2 shards differ per rank.
         print(f"rank {os.environ.get('RANK', '0')}: peak GPU memory {metrics['peak_gpu_memory_gib']:.3f} GiB, "
               f"{metrics['train_tokens_per_second']:.0f} tokens/s on this rank", flush=True)  # fmt: skip

@@ -38,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import ConfigError, config_field, config_to_dict, parse_config  # noqa: E402
+from common.config import ConfigError, config_field, config_to_dict, parse_config, stage_default  # noqa: E402
 from common.data import DataError  # noqa: E402
 from common.runs import RunError, setup_logging  # noqa: E402
 from common.training import PreferenceTrainingConfig  # noqa: E402
@@ -48,13 +48,12 @@ logger = logging.getLogger("train_dpo")
 
 @dataclasses.dataclass
 class DPOStageConfig(PreferenceTrainingConfig):
-    output_dir: str = config_field("trained_models/tiny-llama-dpo", "where checkpoints and the policy go")
-    learning_rate: float = config_field(5e-6, "peak learning rate (DPO wants it small for full fine-tuning)")
+    output_dir: str = stage_default("trained_models/tiny-llama-dpo")
+    learning_rate: float = stage_default(5e-6)  # DPO wants it small for full fine-tuning
     beta: float = config_field(0.1, "strength of the tie to the reference policy (larger: closer to it)")
     loss_type: str = config_field("sigmoid", "sigmoid (DPO), ipo or hinge")
 
-    def validate(self) -> None:
-        super().validate()
+    def check(self) -> None:
         from common.rlhf import DPO_LOSS_TYPES
 
         if self.loss_type not in DPO_LOSS_TYPES:
@@ -96,34 +95,38 @@ def main(argv: list[str] | None = None) -> Path:
     from common.modeling import (
         count_parameters,
         load_causal_lm,
+        load_training_model,
         merge_adapter,
-        pick_precision,
         torch_dtype,
     )
-    from common.runs import log_config_to_wandb, setup_wandb, write_run_record
+    from common.runs import (
+        TrainerRunGuard,
+        log_config_to_wandb,
+        prepare_run_dir,
+        setup_wandb,
+        write_run_record,
+    )
     from common.training import (
         gradient_accumulation,
         load_preference_pairs,
         load_stage_tokenizer,
         lora_config,
-        prepare_run_dir,
         trainer_arguments,
     )
 
     output_dir, checkpoint = prepare_run_dir(config)
-    precision = pick_precision(config.precision)
+    precision = config.resolved_precision()
     resolved = config_to_dict(config) | {
         "_resolved": {"precision": precision, "gradient_accumulation_steps": gradient_accumulation(config)}
     }
     set_seed(config.seed)
 
     # ---- Data ---------------------------------------------------------------------------------
-    tokenizer = load_stage_tokenizer(config)
-    train_pairs, dev_pairs, data_files = load_preference_pairs(config, tokenizer, "DPO")
+    tokenizer = load_stage_tokenizer(config.model_name_or_path, config.adapter_name_or_path)
+    train_pairs, dev_pairs, data_files = load_preference_pairs(config, config.seed, tokenizer, "DPO")
 
     # ---- Model and reference --------------------------------------------------------------------
-    load_dtype = torch_dtype(precision) if config.use_lora else torch.float32
-    model = load_causal_lm(config.model_name_or_path, dtype=load_dtype)
+    model = load_training_model(config, precision, config.use_lora)
     ref_model, peft_config = None, None
     if config.use_lora and config.adapter_name_or_path:
         from peft import PeftModel
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> Path:
         logger.info("LoRA: training the SFT adapter %s; reference = TRL's frozen copy of it",
                     config.adapter_name_or_path)  # fmt: skip
     elif config.use_lora:
-        peft_config = lora_config(config, model, "CAUSAL_LM")
+        peft_config = lora_config(config, model, "CAUSAL_LM", config.model_type)
         logger.info("LoRA (%s); reference = the model with the adapter disabled",
                     ", ".join(peft_config.target_modules))  # fmt: skip
     else:
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     # ---- Train --------------------------------------------------------------------------------
     args = DPOConfig(
-        **trainer_arguments(config, output_dir, precision, has_eval=len(dev_pairs) > 0),
+        **trainer_arguments(config, config, output_dir, precision, has_eval=len(dev_pairs) > 0),
         beta=config.beta,
         loss_type=[config.loss_type],
         max_length=None,  # pairs were already cut to cutoff_len by our own rule; the collator must not cut again
@@ -156,8 +159,10 @@ def main(argv: list[str] | None = None) -> Path:
     )
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()  # every rank checked output_dir before rank 0 writes into it
-    write_run_record(output_dir, resolved, "dpo_config.json", data_files, config.seed)
+    write_run_record(output_dir, resolved, "dpo_config.json", data_files, config.seed, checkpoint=checkpoint,
+                     model_paths=[config.model_name_or_path, config.adapter_name_or_path])  # fmt: skip
     setup_wandb(config.report_to, config.wandb_project, config.run_name or output_dir.name)
+    guard = TrainerRunGuard(output_dir, checkpoint)  # checkpoint manifests, SIGTERM/SIGINT stop, save errors
     trainer = pretokenised_dpo_trainer()(
         model=model,
         ref_model=ref_model,
@@ -165,6 +170,7 @@ def main(argv: list[str] | None = None) -> Path:
         train_dataset=train_pairs,
         eval_dataset=dev_pairs if len(dev_pairs) else None,
         processing_class=tokenizer,
+        callbacks=guard.callbacks,
         peft_config=peft_config,
     )
     if config.use_lora and trainer.ref_model is not None:
@@ -172,7 +178,7 @@ def main(argv: list[str] | None = None) -> Path:
     trainable, total = count_parameters(trainer.model)
     logger.info("trainable parameters: %s of %s (%.2f%%), precision %s", f"{trainable:,}", f"{total:,}",
                 100 * trainable / total, precision)  # fmt: skip
-    train_result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    train_result = guard.train(trainer)  # SIGTERM/SIGINT: exits 143/130 here, after saving a checkpoint
 
     # ---- Save ---------------------------------------------------------------------------------
     trainer.save_model(str(output_dir))
@@ -182,6 +188,7 @@ def main(argv: list[str] | None = None) -> Path:
         shutil.rmtree(output_dir / "ref")
     trainer.save_state()
     metrics = dict(train_result.metrics)
+    metrics |= guard.whole_run_metrics(trainer.state, metrics)  # loss and tokens over every resumed session
     if torch.cuda.is_available():
         metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     trainer.log_metrics("train", metrics)

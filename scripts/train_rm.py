@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import ConfigError, config_field, config_to_dict, parse_config  # noqa: E402
+from common.config import ConfigError, config_field, config_to_dict, parse_config, stage_default  # noqa: E402
 from common.data import DataError  # noqa: E402
 from common.runs import RunError, setup_logging  # noqa: E402
 from common.training import PreferenceTrainingConfig  # noqa: E402
@@ -43,15 +43,12 @@ logger = logging.getLogger("train_rm")
 
 @dataclasses.dataclass
 class RewardModelConfig(PreferenceTrainingConfig):
-    output_dir: str = config_field(
-        "trained_models/tiny-llama-rm", "where checkpoints and the reward model go"
-    )
+    output_dir: str = stage_default("trained_models/tiny-llama-rm")
     center_rewards_coefficient: float | None = config_field(
         None, "add this times mean((r_chosen + r_rejected)^2) to keep rewards centred on 0 (null: off)"
     )
 
-    def validate(self) -> None:
-        super().validate()
+    def check(self) -> None:
         if self.center_rewards_coefficient is not None and self.center_rewards_coefficient < 0:
             raise ConfigError(
                 f"center_rewards_coefficient must be >= 0 (or null), got {self.center_rewards_coefficient}"
@@ -79,8 +76,13 @@ def main(argv: list[str] | None = None) -> Path:
         },
     )
     # Before the heavy imports, so a refused output_dir or checkpoint is reported at once.
-    from common.runs import log_config_to_wandb, setup_wandb, write_run_record
-    from common.training import prepare_run_dir
+    from common.runs import (
+        TrainerRunGuard,
+        log_config_to_wandb,
+        prepare_run_dir,
+        setup_wandb,
+        write_run_record,
+    )
 
     output_dir, checkpoint = prepare_run_dir(config)
 
@@ -88,12 +90,7 @@ def main(argv: list[str] | None = None) -> Path:
     from transformers import AutoModelForSequenceClassification, set_seed
     from trl import RewardConfig, RewardTrainer
 
-    from common.modeling import (
-        count_parameters,
-        merge_adapter,
-        pick_precision,
-        torch_dtype,
-    )
+    from common.modeling import count_parameters, load_training_model, merge_adapter, torch_dtype
     from common.training import (
         gradient_accumulation,
         load_preference_pairs,
@@ -102,15 +99,15 @@ def main(argv: list[str] | None = None) -> Path:
         trainer_arguments,
     )
 
-    precision = pick_precision(config.precision)
+    precision = config.resolved_precision()
     resolved = config_to_dict(config) | {
         "_resolved": {"precision": precision, "gradient_accumulation_steps": gradient_accumulation(config)}
     }
     set_seed(config.seed)
 
     # ---- Data ---------------------------------------------------------------------------------
-    tokenizer = load_stage_tokenizer(config)
-    train_pairs, dev_pairs, data_files = load_preference_pairs(config, tokenizer, "reward modelling")
+    tokenizer = load_stage_tokenizer(config.model_name_or_path, config.adapter_name_or_path)
+    train_pairs, dev_pairs, data_files = load_preference_pairs(config, config.seed, tokenizer, "reward modelling")
     # RewardTrainer's processed columns are whole sequences: the prompt, then each answer.
     train_pairs, dev_pairs = (
         pairs.map(lambda row: {"chosen_ids": row["prompt_ids"] + row["chosen_ids"],
@@ -122,10 +119,10 @@ def main(argv: list[str] | None = None) -> Path:
     # ---- Model --------------------------------------------------------------------------------
     # LoRA keeps the frozen trunk in half precision (the adapter and the head train in fp32); full
     # fine-tuning keeps fp32 weights under mixed precision.
-    load_dtype = torch_dtype(precision) if config.use_lora else torch.float32
-    model = AutoModelForSequenceClassification.from_pretrained(
-        config.model_name_or_path, num_labels=1, dtype=load_dtype
+    model = load_training_model(
+        config, precision, config.use_lora, auto_class=AutoModelForSequenceClassification, num_labels=1
     )
+    load_dtype = model.dtype
     model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the last token that is not padding
     if config.adapter_name_or_path:
         model = merge_adapter(model, config.adapter_name_or_path)
@@ -135,7 +132,7 @@ def main(argv: list[str] | None = None) -> Path:
         # The head is new: it trains in full (modules_to_save), so it must not also be a LoRA target.
         # ["all"] would make it one: all_linear_names skips only the LM output head, and a
         # sequence-classification model has none, so `score` counts as an ordinary Linear.
-        peft_config = lora_config(config, model, "SEQ_CLS", modules_to_save=["score"])
+        peft_config = lora_config(config, model, "SEQ_CLS", config.model_type, modules_to_save=["score"])
         peft_config.target_modules = sorted(set(peft_config.target_modules) - {"score"})
         logger.info("LoRA targets: %s; the score head trains fully", ", ".join(peft_config.target_modules))
     trainable, total = count_parameters(model)
@@ -143,21 +140,24 @@ def main(argv: list[str] | None = None) -> Path:
 
     # ---- Train --------------------------------------------------------------------------------
     args = RewardConfig(
-        **trainer_arguments(config, output_dir, precision, has_eval=len(dev_pairs) > 0),
+        **trainer_arguments(config, config, output_dir, precision, has_eval=len(dev_pairs) > 0),
         max_length=None,  # pairs were already cut to cutoff_len; TRL's filter would drop, not cut
         center_rewards_coefficient=config.center_rewards_coefficient,
         disable_dropout=True,
     )
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()  # every rank checked output_dir before rank 0 writes into it
-    write_run_record(output_dir, resolved, "rm_config.json", data_files, config.seed)
+    write_run_record(output_dir, resolved, "rm_config.json", data_files, config.seed, checkpoint=checkpoint,
+                     model_paths=[config.model_name_or_path, config.adapter_name_or_path])  # fmt: skip
     setup_wandb(config.report_to, config.wandb_project, config.run_name or output_dir.name)
+    guard = TrainerRunGuard(output_dir, checkpoint)  # checkpoint manifests, SIGTERM/SIGINT stop, save errors
     trainer = RewardTrainer(
         model=model,
         args=args,
         train_dataset=train_pairs,
         eval_dataset=dev_pairs if len(dev_pairs) else None,
         processing_class=tokenizer,
+        callbacks=guard.callbacks,
         peft_config=peft_config,
     )
     if config.use_lora and load_dtype != torch.float32:
@@ -171,8 +171,9 @@ def main(argv: list[str] | None = None) -> Path:
     logger.info(
         "trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total
     )
-    train_result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    train_result = guard.train(trainer)  # SIGTERM/SIGINT: exits 143/130 here, after saving a checkpoint
     metrics = dict(train_result.metrics)
+    metrics |= guard.whole_run_metrics(trainer.state, metrics)  # loss and tokens over every resumed session
     if torch.cuda.is_available():
         metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     trainer.log_metrics("train", metrics)
@@ -193,6 +194,19 @@ def main(argv: list[str] | None = None) -> Path:
         model = trainer.accelerator.unwrap_model(trainer.model)
         if config.use_lora:
             model.save_pretrained(str(output_dir / "lora_adapter"))
+            if config.quantization_bit:
+                # A 4/8-bit trunk cannot take the merge: the adapter goes onto the base in full precision
+                # (merged weights = dequantised base + adapter, as merge_lora.py does for QLoRA adapters).
+                from peft import PeftModel
+
+                base = AutoModelForSequenceClassification.from_pretrained(
+                    config.model_name_or_path, num_labels=1, dtype=torch_dtype(precision)
+                )
+                base.config.pad_token_id = tokenizer.pad_token_id
+                if config.adapter_name_or_path:
+                    base = merge_adapter(base, config.adapter_name_or_path)
+                model = PeftModel.from_pretrained(base, str(output_dir / "lora_adapter"))
+                load_dtype = torch_dtype(precision)
             model = model.merge_and_unload()
         model.to(load_dtype).save_pretrained(str(output_dir))
         tokenizer.save_pretrained(str(output_dir))

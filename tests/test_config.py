@@ -123,6 +123,7 @@ def test_shipped_run_configs_parse():
     from pathlib import Path
 
     import scripts.finetune as finetune
+    from common.families import FAMILIES
 
     root = Path(__file__).resolve().parent.parent / "run_config"
     for folder in (root, root / "tiny"):
@@ -134,7 +135,78 @@ def test_shipped_run_configs_parse():
                 config_file_flags=FILES,
             )  # fmt: skip
             assert config.model_type == lora and config.use_lora
-            assert config.lora_target_modules == finetune.LORA_TARGETS[lora]
+            assert config.lora_target_modules == list(FAMILIES[lora].lora_targets)
+
+
+STAGES = {
+    "finetune": ("scripts.finetune", "FinetuneConfig"),
+    "pretrain": ("scripts.pretrain", "PretrainConfig"),
+    "train_rm": ("scripts.train_rm", "RewardModelConfig"),
+    "train_dpo": ("scripts.train_dpo", "DPOStageConfig"),
+    "train_ppo": ("scripts.train_ppo", "PPOConfig"),
+}
+
+
+def stage_configs() -> dict[str, type]:
+    import importlib
+
+    return {name: getattr(importlib.import_module(module), cls) for name, (module, cls) in STAGES.items()}
+
+
+def test_every_setting_is_declared_once_with_its_help():
+    """A key two stages share is declared (with its help line) in exactly one class; stages only change its
+    default (stage_default). Every key of every stage has a help line for --help."""
+    import dataclasses
+
+    from common.config import field_help
+
+    declared: dict[str, set[str]] = {}
+    for config_cls in stage_configs().values():
+        for cls in config_cls.__mro__:
+            for f in getattr(cls, "__dataclass_fields__", {}).values():
+                if "help" in f.metadata and f.name in cls.__dict__.get("__annotations__", {}):
+                    declared.setdefault(f.name, set()).add(cls.__qualname__)
+        for f in dataclasses.fields(config_cls):
+            assert field_help(config_cls, f.name), f"{config_cls.__name__}.{f.name} has no help line"
+    twice = {name: owners for name, owners in declared.items() if len(owners) > 1}
+    # Pre-training's dataset_dir is a folder of plain text, not a dataset_info.json registry: another setting
+    # under Chinese-LLaMA-Alpaca's name for it, and never in the same config as the registry's.
+    assert twice == {"dataset_dir": {"DataSourceSettings", "PretrainConfig"}}
+
+
+def test_groups_validate_once_for_every_stage():
+    """A shared key's check lives in its group and runs for each stage that composes it."""
+    for name, config_cls in stage_configs().items():
+        with pytest.raises(ConfigError, match="precision must be"):
+            parse_config(config_cls, ["--precision", "fp64"])
+        with pytest.raises(ConfigError, match="learning_rate must be > 0"):
+            parse_config(config_cls, ["--learning_rate", "0"])
+        if name != "train_ppo":
+            with pytest.raises(ConfigError, match="quantization_bit must be 4, 8"):
+                parse_config(config_cls, ["--quantization_bit", "3", "--use_lora"])
+            with pytest.raises(ConfigError, match="set use_lora true"):
+                parse_config(config_cls, ["--quantization_bit", "4"])
+
+
+def test_stage_defaults_keep_the_group_help():
+    import scripts.finetune as finetune
+    import scripts.pretrain as pretrain
+    from common.config import field_help
+
+    assert finetune.FinetuneConfig().learning_rate == 2e-5 and pretrain.PretrainConfig().learning_rate == 2e-4
+    assert field_help(pretrain.PretrainConfig, "learning_rate") == "peak learning rate"
+
+
+def test_model_type_chooses_the_default_lora_targets(tiny_llama):
+    """model_type names the family whose LoRA targets are used (BELLE's configs set it); null reads the weights."""
+    from transformers import AutoModelForCausalLM
+
+    from common.families import lora_target_modules
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    assert lora_target_modules(model, None) == ["q_proj", "v_proj"]
+    assert lora_target_modules(model, None, "baichuan") == ["W_pack"]
+    assert lora_target_modules(model, ["k_proj"], "baichuan") == ["k_proj"]  # an explicit list wins
 
 
 @pytest.mark.parametrize("stage", ["rm", "dpo", "ppo"])
@@ -148,11 +220,17 @@ def test_shipped_rlhf_configs_parse(stage):
     import scripts.train_ppo as train_ppo
     import scripts.train_rm as train_rm
 
-    config_class = {"rm": train_rm.RewardModelConfig, "dpo": train_dpo.DPOStageConfig, "ppo": train_ppo.PPOConfig}
+    config_class = {
+        "rm": train_rm.RewardModelConfig,
+        "dpo": train_dpo.DPOStageConfig,
+        "ppo": train_ppo.PPOConfig,
+    }
     root = Path(__file__).resolve().parent.parent / "run_config"
     for folder in (root, root / "tiny"):
         path = folder / f"{stage}_config.json"
-        config = parse_config(config_class[stage], ["--model_config_file", str(path)], config_file_flags=FILES)
+        config = parse_config(
+            config_class[stage], ["--model_config_file", str(path)], config_file_flags=FILES
+        )
         assert config.output_dir == json.loads(path.read_text())["output_dir"]
     tiny_rm = json.loads((root / "tiny" / "rm_config.json").read_text())["output_dir"]
     assert json.loads((root / "tiny" / "ppo_config.json").read_text())["reward_model"] == tiny_rm

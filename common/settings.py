@@ -1,0 +1,267 @@
+"""The settings every training stage shares, each declared once, in groups.
+
+A stage's config is a dataclass composed of the groups it uses plus its own few keys, e.g.
+
+    @dataclasses.dataclass
+    class FinetuneConfig(RunSettings, LoraSettings, TrainSettings, DataSettings, ModelSettings):
+        trainable_layers: int = config_field(0, "...")          # a key of SFT alone
+        learning_rate: float = stage_default(2e-5)               # SFT starts from another default
+
+JSON run configs and flags stay flat (`--lora_r 16`, `"learning_rate": 2e-5`), so BELLE's and
+Chinese-LLaMA-Alpaca's configs keep working. Each group's `check` validates only its own fields, once, for
+every stage (common.config.Settings.validate runs them all). Helpers take the group they need
+(`lora: LoraSettings`), which the composed config is an instance of.
+
+    ModelSettings   which weights, how they are loaded (attention kernel, 4/8-bit quantisation, liger)
+    DataSourceSettings  which records, in which template (PPO's prompts)
+    DataSettings        + cut-off and held-out split (SFT, RM, DPO)
+    OptimSettings   optimiser and schedule, accumulation, checkpoint and log intervals (PPO's loop too)
+    TrainSettings   + the Trainer's batches, evaluation, length grouping and packing
+    LoraSettings    LoRA adapters (QLoRA when ModelSettings.quantization_bit is set)
+    RunSettings     output folder, resume/overwrite, precision, DeepSpeed, seed, W&B
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from common.config import ConfigError, Settings, config_field
+
+ATTENTION_CHOICES = ("auto", "flex_attention", "sdpa", "eager", "flash_attention_2", "flash_attention_3")
+QUANTIZATION_TYPES = ("nf4", "fp4")
+
+
+def is_set(value: str | None) -> bool:
+    """A string setting that is on: not null, empty or false (JSON configs write all of these)."""
+    return value not in (None, "", "false", "False")
+
+
+@dataclasses.dataclass
+class ModelSettings(Settings):
+    model_name_or_path: str = config_field("models/tiny-llama", "local folder or hub name of the base model")
+    model_type: str | None = config_field(
+        None,
+        "model family for the default LoRA targets (python -m common.families lists them); "
+        "null: the weights' config.json decides",
+    )
+    attn_implementation: str = config_field(
+        "auto",
+        "attention kernel: auto (flash_attention_2/3 if installed, else flex_attention on GPU with packing, "
+        "else sdpa), flex_attention, sdpa, eager, flash_attention_2, flash_attention_3",
+    )
+    quantization_bit: int | None = config_field(
+        None, "load the frozen base in 4 or 8 bits with bitsandbytes (QLoRA; needs use_lora); null: off"
+    )
+    quantization_type: str = config_field("nf4", "4-bit data type: nf4 (QLoRA's) or fp4")
+    double_quantization: bool = config_field(True, "also quantise the 4-bit scales (saves ~0.4 bit/weight)")
+    use_liger_kernel: bool = config_field(
+        False, "liger-kernel's fused RMSNorm, RoPE, SwiGLU and linear+cross-entropy (GPU, needs liger-kernel)"
+    )
+
+    def check(self) -> None:
+        if self.attn_implementation not in ATTENTION_CHOICES:
+            raise ConfigError(f"attn_implementation must be one of {', '.join(ATTENTION_CHOICES)}, "
+                              f"got {self.attn_implementation!r}")  # fmt: skip
+        if self.quantization_bit not in (None, 4, 8):
+            raise ConfigError(f"quantization_bit must be 4, 8 or null, got {self.quantization_bit}")
+        if self.quantization_type not in QUANTIZATION_TYPES:
+            raise ConfigError(f"quantization_type must be nf4 or fp4, got {self.quantization_type!r}")
+        if self.model_type is not None:
+            from common.families import FAMILIES
+
+            if self.model_type not in FAMILIES:
+                raise ConfigError(f"unknown model_type {self.model_type!r}; known: {', '.join(FAMILIES)} "
+                                  "(or null: read it from the weights)")  # fmt: skip
+
+
+@dataclasses.dataclass
+class AdapterStartSettings(Settings):
+    adapter_name_or_path: str | None = config_field(
+        None, "an SFT LoRA adapter on model_name_or_path to start from (see the script's docstring)"
+    )
+
+
+@dataclasses.dataclass
+class DataSourceSettings(Settings):
+    """Which records a stage reads and how it renders them (PPO's prompts too)."""
+
+    dataset: str | None = config_field(
+        None,
+        "registered dataset name(s), comma-separated, from dataset_dir/dataset_info.json (wins over data_path)",
+    )
+    data_path: str = config_field(
+        "data_dir/sample_sft.train.json",
+        "one data file (JSON lines or array): alpaca/BELLE, ShareGPT `conversations`, OpenAI `messages`, "
+        "or preference pairs (chosen/rejected) for RM, DPO and PPO",
+    )
+    dataset_dir: str = config_field("data_dir", "folder holding dataset_info.json and its files")
+    template: str = config_field(
+        "belle", "prompt format: belle, alpaca, vicuna, llama2, llama3, mistral, chatml, ..., or tokenizer"
+    )
+    max_samples: int | None = config_field(None, "use at most N records of each dataset (null: all)")
+    skip_bad_records: bool = config_field(
+        False, "skip malformed records (counted and logged) instead of stopping with a list of them"
+    )
+
+    def check(self) -> None:
+        from common.templates import TEMPLATE_NAMES
+
+        if self.template not in TEMPLATE_NAMES:
+            raise ConfigError(
+                f"unknown template {self.template!r}; choose one of {', '.join(TEMPLATE_NAMES)}"
+            )
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ConfigError(f"max_samples must be at least 1 (or null), got {self.max_samples}")
+
+
+@dataclasses.dataclass
+class DataSettings(DataSourceSettings):
+    """Examples cut to a length and split into train / held out (SFT, RM, DPO)."""
+
+    cutoff_len: int = config_field(
+        512, "maximum tokens per example (prompt + response + eos); longer ones are cut"
+    )
+    val_set_size: int = config_field(
+        1000, "examples held out for evaluation (capped by val_set_rate; 0 = none)"
+    )
+    val_set_rate: float = config_field(0.1, "largest share of the data that may be held out")
+
+    def check(self) -> None:
+        if self.cutoff_len < 2:
+            raise ConfigError(f"cutoff_len must be at least 2, got {self.cutoff_len}")
+        if not 0 <= self.val_set_rate <= 1:
+            raise ConfigError(f"val_set_rate must be between 0 and 1, got {self.val_set_rate}")
+
+
+@dataclasses.dataclass
+class OptimSettings(Settings):
+    """The optimiser and schedule: what PPO's own loop shares with the Trainer stages."""
+
+    num_epochs: float = config_field(1.0, "passes over the training data")
+    max_steps: int = config_field(-1, "stop after this many optimizer steps (-1: run num_epochs)")
+    learning_rate: float = config_field(1e-5, "peak learning rate")
+    lr_scheduler_type: str = config_field(
+        "cosine", "transformers schedule name: linear, cosine, constant, ..."
+    )
+    warmup_steps: int = config_field(0, "linear warm-up steps")
+    weight_decay: float = config_field(0.0, "AdamW weight decay")
+    max_grad_norm: float = config_field(1.0, "clip the gradient norm to this")
+    gradient_accumulation_steps: int | None = config_field(
+        None, "micro-batches per optimizer step (null: batch_size / (per_device_train_batch_size x devices))"
+    )
+    gradient_checkpointing: bool = config_field(
+        False,
+        "recompute activations in the backward pass (non-reentrant): much less memory, ~30% more compute",
+    )
+    save_steps: int = config_field(1000, "save a checkpoint every N optimizer steps")
+    save_total_limit: int | None = config_field(
+        3, "keep at most this many checkpoints of this run (null: all)"
+    )
+    logging_steps: int = config_field(10, "log every N optimizer steps")
+
+    def check(self) -> None:
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("save_steps", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            raise ConfigError(f"save_total_limit must be at least 1 (or null), got {self.save_total_limit}")
+        if self.gradient_accumulation_steps is not None and self.gradient_accumulation_steps < 1:
+            raise ConfigError("gradient_accumulation_steps must be at least 1 (or null)")
+
+
+@dataclasses.dataclass
+class TrainSettings(OptimSettings):
+    """Batches and evaluation of the Trainer-based stages (SFT, pre-training, RM, DPO)."""
+
+    batch_size: int = config_field(
+        32, "global batch size in examples; sets gradient_accumulation_steps when that is null"
+    )
+    per_device_train_batch_size: int = config_field(
+        4, "examples (or packed rows) per device per forward pass"
+    )
+    per_device_eval_batch_size: int = config_field(4, "examples per device per evaluation pass")
+    eval_steps: int = config_field(1000, "evaluate every N steps (when there is a held-out set)")
+    group_by_length: bool = config_field(
+        False, "batch examples of similar length together so padding is small (unpacked runs)"
+    )
+    packing: bool = config_field(
+        False,
+        "put several examples in each row of cutoff_len tokens; each attends only to itself (positions "
+        "restart, attention masked per example), so every example's loss is the unpacked one",
+    )
+
+    def check(self) -> None:
+        for name in ("batch_size", "per_device_train_batch_size", "per_device_eval_batch_size", "eval_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.packing and self.group_by_length:
+            raise ConfigError("packing and group_by_length both shape batches; packed rows have no padding "
+                              "to save, so choose one")  # fmt: skip
+
+
+@dataclasses.dataclass
+class LoraSettings(Settings):
+    use_lora: bool = config_field(False, "train a LoRA adapter instead of the full model")
+    lora_r: int = config_field(8, "LoRA rank")
+    lora_alpha: float = config_field(16, "LoRA scaling numerator (scale = alpha / r)")
+    lora_dropout: float = config_field(0.05, "dropout on the LoRA input")
+    lora_target_modules: list[str] | None = config_field(
+        None, 'module names to adapt, or ["all"] (null: by model family, see model_type)'
+    )
+
+    def check(self) -> None:
+        if self.lora_r < 1:
+            raise ConfigError(f"lora_r must be at least 1, got {self.lora_r}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if getattr(self, "quantization_bit", None) and not self.use_lora:
+            raise ConfigError("quantization_bit trains a LoRA adapter on a frozen quantised base (QLoRA): "
+                              "set use_lora true as well")  # fmt: skip
+
+
+@dataclasses.dataclass
+class RunSettings(Settings):
+    output_dir: str = config_field(
+        "trained_models/tiny-llama", "where checkpoints, the result and the run record go"
+    )
+    seed: int = config_field(42, "seed for the split, initialisation of new weights, and data order")
+    precision: str = config_field(
+        "auto", "auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), bf16, fp16 or fp32"
+    )
+    fp16: bool | None = config_field(None, "BELLE compatibility: true forces precision fp16")
+    bf16: bool | None = config_field(None, "BELLE compatibility: true forces precision bf16")
+    deepspeed: str | None = config_field(
+        None, "DeepSpeed JSON config (e.g. run_config/deepspeed_config.json)"
+    )
+    resume_from_checkpoint: str | None = config_field(
+        None, "true: newest complete checkpoint of this run in output_dir; or a checkpoint folder"
+    )
+    overwrite_output_dir: bool = config_field(
+        False,
+        "start a new run in an output_dir that holds one; the earlier files are moved aside, never deleted",
+    )
+    report_to: str = config_field("none", "none or wandb (offline when there is no API key)")
+    wandb_project: str = config_field("belle-finetune", "W&B project name")
+    run_name: str | None = config_field(None, "W&B run name (default: the output folder's name)")
+    local_rank: int = config_field(-1, "set by the deepspeed launcher; leave it alone")
+
+    def check(self) -> None:
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise ConfigError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
+        if self.fp16 and self.bf16:
+            raise ConfigError("fp16 and bf16 are both true; choose one")
+        if self.report_to not in ("none", "wandb"):
+            raise ConfigError(f"report_to must be none or wandb, got {self.report_to!r}")
+
+    def resolved_precision(self) -> str:
+        """bf16/fp16/fp32 for this machine: BELLE's fp16/bf16 flags win, then `precision`."""
+        from common.modeling import pick_precision
+
+        return pick_precision("bf16" if self.bf16 else "fp16" if self.fp16 else self.precision)
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
