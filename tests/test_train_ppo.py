@@ -1,4 +1,5 @@
-"""scripts/train_ppo.py: the rollout bookkeeping exactly, the three reference set-ups, and resume.
+"""scripts/train_ppo.py: the rollout bookkeeping exactly, the three reference set-ups, and the run folder:
+exact resume, broken and foreign checkpoints, SIGTERM, and checkpoints that are never unpickled.
 
 Whether PPO raises a trained reward model's score is shown in tests/test_rlhf_pipeline.py, where the
 reward model comes from train_rm.py.
@@ -7,6 +8,7 @@ reward model comes from train_rm.py.
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import sys
 from pathlib import Path
@@ -133,24 +135,144 @@ def test_reference_is_the_starting_policy(tmp_path, tiny_llama, tiny_lora_adapte
         assert all(not torch.equal(adapter[k], start[k]) for k in start if "lora_B" in k)
 
 
-def test_resume_equals_uninterrupted_run(tmp_path, tiny_llama, random_reward_model):
-    args = ["--model_name_or_path", str(tiny_llama), "--reward_model", str(random_reward_model),
-            "--use_lora", "true", "--max_steps", "4", "--save_steps", "2", *FAST]  # fmt: skip
-    whole = tmp_path / "whole"
-    ppo(*args, "--output_dir", str(whole))
-    assert (whole / "checkpoint-2" / "trainer_state.json").is_file()
+LORA_RUN = ["--use_lora", "true", "--max_steps", "4", "--save_steps", "1", *FAST]
 
-    # A run stopped after its step-2 checkpoint, with a half-written step-4 checkpoint beside it.
+
+def resume_args(tiny_llama: Path, random_reward_model: Path) -> list[str]:
+    return ["--model_name_or_path", str(tiny_llama), "--reward_model", str(random_reward_model), *LORA_RUN]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_llama, random_reward_model, tmp_path_factory) -> Path:
+    """A 4-step LoRA run saving every step (rotation keeps checkpoint-2 and -3): what every resumed or
+    interrupted run below must equal bit for bit."""
+    out = tmp_path_factory.mktemp("ppo") / "whole"
+    ppo(*resume_args(tiny_llama, random_reward_model), "--output_dir", str(out))
+    return out
+
+
+def assert_same_run(whole: Path, other: Path) -> None:
+    """Every logged statistic but the timings, the adapter and the value head are bitwise equal, and the
+    summary covers the whole run."""
+    untimed = [
+        [{k: v for k, v in e.items() if not k.startswith("time/")} for e in ppo_log(d)]
+        for d in (whole, other)
+    ]
+    assert untimed[0] == untimed[1]
+    for name in ("adapter_model.safetensors", "value_head.safetensors"):
+        a, b = load_file(str(whole / name)), load_file(str(other / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    results = json.loads((other / "ppo_results.json").read_text())
+    assert results["ppo_steps"] == 4
+    assert results["first_score"] == json.loads((whole / "ppo_results.json").read_text())["first_score"]
+
+
+def test_resume_skips_a_broken_checkpoint_and_equals_uninterrupted_run(
+    uninterrupted, tiny_llama, random_reward_model, tmp_path
+):
+    """The newest checkpoint has a truncated file: it is skipped with a log line and the run resumes from
+    the one before. Folders that are not this run's numeric checkpoints survive the rotation."""
+    from common.runs import RUN_ID_FILE
+
     resumed = tmp_path / "resumed"
     resumed.mkdir()
-    shutil.copytree(whole / "checkpoint-2", resumed / "checkpoint-2")
-    (resumed / ".checkpoint-4.partial").mkdir()
-    ppo(*args, "--output_dir", str(resumed), "--resume_from_checkpoint", "true")
+    shutil.copy(uninterrupted / RUN_ID_FILE, resumed)
+    for step in (2, 3):
+        shutil.copytree(uninterrupted / f"checkpoint-{step}", resumed / f"checkpoint-{step}")
+    optimizer = resumed / "checkpoint-3" / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[:1000])  # a save cut short by a full disk
+    (resumed / ".checkpoint-4.partial").mkdir()  # a crash mid-save
+    (resumed / "checkpoint-notes").mkdir()  # the user's notes: today's first save crashed on the name
+    (resumed / "checkpoint-notes" / "todo.txt").write_text("compare kl_coef 0.05 and 0.1")
+    foreign = resumed / "checkpoint-1"  # another run's checkpoint, which rotation would have deleted
+    foreign.mkdir()
+    (foreign / "checkpoint_manifest.json").write_text(json.dumps({"run_id": "another-run", "files": {}}))
 
-    assert [e["objective/score"] for e in ppo_log(resumed)] == [e["objective/score"] for e in ppo_log(whole)]
-    a = load_file(str(whole / "adapter_model.safetensors"))
-    b = load_file(str(resumed / "adapter_model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    result = ppo(*resume_args(tiny_llama, random_reward_model), "--output_dir", str(resumed),
+                 "--resume_from_checkpoint", "true")  # fmt: skip
+    assert f"skipping {resumed / 'checkpoint-3'}: optimizer.pt size" in result.stderr
+    assert f"resumed from {resumed / 'checkpoint-2'} at PPO step 2" in result.stderr
+    assert_same_run(uninterrupted, resumed)
+    assert json.loads((resumed / "ppo_results.json").read_text())["resumed_at_steps"] == [2]
+    assert (resumed / "checkpoint-notes" / "todo.txt").is_file() and foreign.is_dir()
+    assert sorted(p.name for p in resumed.glob("checkpoint-[0-9]*")) == [
+        "checkpoint-1",
+        "checkpoint-2",
+        "checkpoint-3",
+    ]
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_143(uninterrupted, tiny_llama, random_reward_model, tmp_path):
+    """SIGTERM mid-run: the step finishes, a complete checkpoint is saved, exit 143; resuming from it gives
+    the uninterrupted run bit for bit."""
+    import signal
+    import subprocess
+
+    from common.runs import checkpoint_problem, read_run_id
+
+    out = tmp_path / "stopped"
+    args = [*resume_args(tiny_llama, random_reward_model), "--save_steps", "100", "--output_dir", str(out)]
+    process = subprocess.Popen([PYTHON, "scripts/train_ppo.py", *args], cwd=REPO, stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, text=True)  # fmt: skip
+    seen = []
+    for line in process.stderr:  # the end of step 1: stop during step 1 or 2, before the last one
+        seen.append(line)
+        if "step 1/4" in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    stderr = "".join(seen) + process.communicate(timeout=300)[1]
+    assert process.returncode == 143, stderr[-3000:]
+    assert "stopped by SIGTERM after step" in stderr and "Traceback" not in stderr
+    checkpoints = list(out.glob("checkpoint-*"))
+    assert len(checkpoints) == 1 and checkpoint_problem(checkpoints[0], read_run_id(out)) is None
+    assert not (out / "adapter_model.safetensors").exists()  # an unfinished run writes no final policy
+
+    ppo(*args, "--resume_from_checkpoint", "true")
+    assert_same_run(uninterrupted, out)
+
+
+def test_a_planted_pickle_never_runs(uninterrupted, tiny_llama, random_reward_model, tmp_path):
+    """A pickle in the checkpoint (accelerate's custom_checkpoint_0.pkl, replaced by one whose __reduce__
+    writes a file), even listed in a rewritten manifest: refused by name before anything is loaded."""
+    from common.runs import RUN_ID_FILE, read_run_id, write_checkpoint_manifest
+
+    marker = tmp_path / "pwned"
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copy(uninterrupted / RUN_ID_FILE, resumed)
+    checkpoint = shutil.copytree(uninterrupted / "checkpoint-2", resumed / "checkpoint-2")
+    (checkpoint / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(WritesAFile(marker)))
+    write_checkpoint_manifest(checkpoint, read_run_id(resumed), 2)
+    result = ppo(*resume_args(tiny_llama, random_reward_model), "--output_dir", str(resumed),
+                 "--resume_from_checkpoint", "true", check=False)  # fmt: skip
+    assert result.returncode != 0 and not marker.exists()
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: refusing to resume") and "custom_checkpoint_0.pkl" in error, (
+        result.stderr[-2000:]
+    )
+    assert "Traceback" not in result.stderr
+
+
+class WritesAFile:
+    """What a hostile pickle does: unpickling it calls open(path, "w")."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_state_files_load_only_tensors_and_plain_containers(tmp_path):
+    """optimizer.pt / scheduler.pt are read with weights_only=True: a replaced file that would run code is a
+    one-line error naming it, and the code does not run."""
+    marker = tmp_path / "pwned"
+    torch.save({"state": {}, "param_groups": [WritesAFile(marker)]}, tmp_path / "optimizer.pt")
+    with pytest.raises(train_ppo.RunError, match="optimizer.pt"):
+        train_ppo.load_torch_state(tmp_path / "optimizer.pt")
+    assert not marker.exists()
+    torch.save({"last_epoch": 3, "_last_lr": [1e-3], "step": torch.tensor(3.0)}, tmp_path / "scheduler.pt")
+    assert train_ppo.load_torch_state(tmp_path / "scheduler.pt")["last_epoch"] == 3
 
 
 def test_bad_settings_are_one_line_errors(tmp_path, tiny_llama, random_reward_model):
