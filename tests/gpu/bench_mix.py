@@ -9,7 +9,7 @@ finished; at the end <out>/bench_mix.json and a Markdown table (<out>/bench_mix.
     PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 python tests/gpu/bench_mix.py --out $OUT            # every row
     python tests/gpu/bench_mix.py --out $OUT --only trl_packing_flex_full,ours_full --steps 100
     bash tests/gpu/run_bench_mix.sh --only fixed_trainer,fixed_ours_full     # device machine, wheels first
-    python tests/gpu/bench_mix.py --smoke --out /tmp/bench_smoke             # CPU, tiny model, ~2 minutes
+    python tests/gpu/bench_mix.py --smoke --out /tmp/bench_smoke             # CPU, tiny model: 3-6 min on 2 cores
 
 Rows (names for --only):
   trl_packing_flex_full   TRL SFTTrainer, packing bfd (8 rows x 2,048, padding-free), completion-only loss,
@@ -134,7 +134,7 @@ def write_length_mix(
     def text_of(length: int) -> str:
         while True:  # a slice of only spaces or broken bytes decodes to nothing: take another
             start = int(rng.integers(0, len(ids) - length))
-            text = tokenizer.decode(ids[start : start + length]).strip()
+            text = tokenizer.decode(ids[start : start + length]).replace("\ufffd", "").strip()  # cut chars
             if text:
                 return text
 
@@ -146,11 +146,14 @@ def write_length_mix(
             messages = [{"role": "user", "content": record["instruction"]},
                         {"role": "assistant", "content": record["output"]}]  # fmt: skip
             lengths.append(len(encode_conversation(template, tokenizer, messages, None, 10**9)["input_ids"]))
-    lengths_array = np.array(lengths)
+    lengths_array, sampled = np.array(lengths), prompt_lens + response_lens
     return {
         "records": count,
         "prompt_tokens_median_sampled": float(np.median(prompt_lens)),
         "response_tokens_median_sampled": float(np.median(response_lens)),
+        "sampled_tokens_mean": round(float(sampled.mean()), 1),  # prompt + response as drawn, no template
+        "sampled_tokens_p50": float(np.percentile(sampled, 50)),
+        "sampled_tokens_p99": float(np.percentile(sampled, 99)),
         "example_tokens_mean": round(float(lengths_array.mean()), 1),
         "example_tokens_p50": float(np.percentile(lengths_array, 50)),
         "example_tokens_p99": float(np.percentile(lengths_array, 99)),
@@ -342,11 +345,11 @@ class Bench:
     def spawn(
         self, command: list[str], log: Path, env: dict[str, str] | None = None
     ) -> tuple[int | str, float]:
-        """Run `command` with its output in `log`; (exit code or "timeout", seconds). A row that would run
-        past --time_limit_s is stopped (its process group) so that the summary still gets written."""
+        """Run `command` with its output in `log`; (exit code, "timeout" or "not_started", seconds). A row
+        that would run past --time_limit_s is stopped (its process group) so the summary still gets written."""
         remaining = self.deadline - time.time() - 20
         if remaining < 30:
-            return "timeout", 0.0
+            return "not_started", 0.0
         start = time.perf_counter()
         with open(log, "w") as handle:
             proc = subprocess.Popen(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT,
@@ -365,6 +368,10 @@ class Bench:
 
     def child(self, task: str, spec: dict[str, Any], log: Path, env: dict[str, str] | None = None):
         return self.spawn([sys.executable, __file__, "--child", task, "--spec", json.dumps(spec)], log, env)
+
+
+def failure_status(code: int | str) -> str:
+    return code if code in ("timeout", "not_started") else "error"
 
 
 def log_tail(log: Path, chars: int = 3000) -> str:
@@ -435,11 +442,14 @@ def run_ours(bench: Bench, name: str, row: Row, run_dir: Path, env: dict[str, st
     if code != 0:
         error = log_tail(log)
         rejected = "unknown key" in error or "invalid choice" in error
-        status = "skipped" if bench.smoke and rejected else "timeout" if code == "timeout" else "error"
+        status = "skipped" if bench.smoke and rejected else failure_status(code)
         return result | {"status": status, "error": error}
     figures = read_finetune_outputs(run_dir)
     for weights in [*run_dir.glob("*.safetensors"), *run_dir.glob("checkpoint-*")]:  # 5 GB a full run
-        shutil.rmtree(weights) if weights.is_dir() else weights.unlink()
+        if weights.is_dir():
+            shutil.rmtree(weights)
+        else:
+            weights.unlink()
     return result | {"status": "ok"} | figures
 
 
@@ -477,7 +487,7 @@ def build_7b(bench: Bench) -> dict[str, Any] | None:
     print(f"7B-shaped model: {spec['model_dir']} (exit {code}, {seconds:.0f} s)", flush=True)
     if code == 0:
         return None
-    return {"status": "timeout" if code == "timeout" else "error", "error": "model build: " + log_tail(log)}
+    return {"status": failure_status(code), "error": "model build: " + log_tail(log)}
 
 
 def run_row(bench: Bench, name: str) -> dict[str, Any]:
@@ -504,7 +514,7 @@ def run_row(bench: Bench, name: str) -> dict[str, Any]:
     log = bench.out / f"{name}.log"
     code, wall = bench.child(name, spec, log, env)
     if code != 0:
-        return base | {"status": "timeout" if code == "timeout" else "error", "wall_seconds": round(wall, 1),
+        return base | {"status": failure_status(code), "wall_seconds": round(wall, 1),
                        "error": log_tail(log)}  # fmt: skip
     return (
         base
@@ -547,6 +557,9 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             f"| {fmt(r.get('first_loss'), '.3f')} → {fmt(r.get('final_loss'), '.3f')} | {fmt(r.get('steps'), 'd')} "
             f"| {fmt(ratio_trl, '.2f')} | {fmt(ratio_trainer, '.2f')} |"
         )
+    lines.append("\nours/TRL: median-step tokens/s over the best TRL row of the same group and method; "
+                 "ours/Trainer: over the plain Trainer row of the same group (full fine-tuning); "
+                 "~: first step estimated from train_runtime.")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -556,21 +569,13 @@ def environment() -> dict[str, Any]:
                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         gpu = None
-    versions = {}
-    for package in (
-        "torch",
-        "transformers",
-        "trl",
-        "peft",
-        "accelerate",
-        "datasets",
-        "bitsandbytes",
-        "liger-kernel",
-    ):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
+    from common.runs import package_versions
+
+    versions = package_versions()
+    try:
+        versions["liger-kernel"] = metadata.version("liger-kernel")
+    except metadata.PackageNotFoundError:
+        versions["liger-kernel"] = None
     return {"gpu": gpu, "versions": versions}
 
 
@@ -588,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         "--work", type=Path, default=Path("/tmp/bench_mix"), help="data, 7B model, run folders"
     )
     parser.add_argument(
-        "--time_limit_s", type=float, help="stop rows that run past this (570; --smoke: none)"
+        "--time_limit_s", type=float, help="stop rows that run past this (560; --smoke: none)"
     )
     parser.add_argument("--fresh_compile_cache", action="store_true", help="a cold inductor cache per row")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -607,10 +612,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")  # the GPU README's settings, inherited by every row
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if opts.smoke:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the smoke run is the CPU run, also on a GPU machine
 
     # ---- inputs -------------------------------------------------------------------------------------------
     cuda = not opts.smoke and shutil.which("nvidia-smi") is not None
-    time_limit = opts.time_limit_s or (float("inf") if opts.smoke else 570)
+    time_limit = opts.time_limit_s or (float("inf") if opts.smoke else 560)
     bench = Bench(out=opts.out, work=opts.work / "smoke" if opts.smoke else opts.work,
                   steps=opts.steps or (4 if opts.smoke else 100), smoke=opts.smoke,
                   shape=SMOKE if opts.smoke else Shape(), deadline=started + time_limit,
@@ -655,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     (opts.out / "bench_mix.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     (opts.out / "bench_mix.md").write_text(table + "\n")
     print(table)
-    failed = [r["name"] for r in rows if r["status"] in ("error", "timeout")]
+    failed = [f"{r['name']} ({r['status']})" for r in rows if r["status"] not in ("ok", "skipped")]
     print(
         f"bench took {time.time() - started:.0f} s; "
         + (f"FAILED: {', '.join(failed)}" if failed else "no row failed")
