@@ -20,11 +20,15 @@ Rows (names for --only):
   fixed_trainer           every example exactly 2,048 tokens: plain Trainer, micro-batch 4 x 4, sdpa
   fixed_ours_full         the same data through finetune.py with FIXED_OURS_FLAGS
   qlora7b_ours            Llama-2-7B shape (random, bf16, cached under --work), seq 1,024, finetune.py QLoRA
-One 10-minute call does not hold them all: a cold flex_attention compile alone is ~270 s. Suggested calls:
-(trl_packing_flex_full,ours_full), (trl_packing_flex_lora,ours_lora), (trainer_padded,fixed_trainer,
-fixed_ours_full), (qlora7b_ours). The inductor cache is shared by the rows of one machine, so the second flex
-row of a call compiles warm; --fresh_compile_cache gives every row a cold cache. --time_limit_s stops the
-row that would run past the call's limit and still writes the summary.
+One 10-minute call does not hold them all: a cold flex_attention compile alone is ~270 s. The inductor
+cache is shared by every row of one machine (while it stays warm), so only the first flex row compiles
+cold; each row records `inductor_cache_warm`, and whole-run figures compare only rows with the same value
+(--fresh_compile_cache gives every row a cold cache of its own). Suggested calls, in this order:
+  1. trl_packing_flex_full,trainer_padded              (the cold compile; ~8 min with the 1B build)
+  2. ours_full,ours_lora,trl_packing_flex_lora         (all warm)
+  3. trl_packing_flex_full,fixed_trainer,fixed_ours_full   (TRL again, warm, for the whole-run figure)
+  4. qlora7b_ours                                      (the 7B build, ~13 GB, is cached under --work)
+--time_limit_s stops the row that would run past the call's limit and still writes the summary.
 
 Figures (the same formula for every row): real tokens = the Trainer's num_input_tokens_seen (non-padding);
 median-step tokens/s = real tokens / steps / median optimizer-step seconds; whole-run tokens/s = real tokens
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import getpass
 import json
 import os
 import shutil
@@ -506,6 +511,9 @@ def run_row(bench: Bench, name: str) -> dict[str, Any]:
     env = dict(os.environ)
     if bench.fresh_compile_cache:
         env["TORCHINDUCTOR_CACHE_DIR"] = str(run_dir / "inductor-cache")
+    # torch's default cache folder; an earlier flex row of this machine leaves compiled kernels there
+    cache = Path(env.get("TORCHINDUCTOR_CACHE_DIR") or f"/tmp/torchinductor_{getpass.getuser()}")
+    base["inductor_cache_warm"] = cache.is_dir() and any(cache.iterdir())
     if row.runner == "ours":
         return base | run_ours(bench, name, row, run_dir, env)
     spec = {"model_dir": str(bench.model_1b), "data": str(bench.data[row.group]), "run_dir": str(run_dir),
@@ -537,8 +545,9 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         return "—" if value is None else format(value, pattern)
 
     lines = ["| row | status | median-step tok/s | whole-run tok/s | wall s | first step s | peak GiB "
-             "| first → final loss | steps | ours/TRL | ours/Trainer |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]  # fmt: skip
+             "| first → final loss | steps | compile cache | ours/TRL | ours/Trainer |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: |"]  # fmt: skip
+    cache_state = {True: "warm", False: "cold"}
     for r in rows:
         ratio_trl = ratio_trainer = None
         if ROWS[r["name"]].runner == "ours" and speed(r):
@@ -555,7 +564,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             f"| {fmt(r.get('wall_seconds'), '.0f')} | {first}{fmt(r.get('first_step_seconds'), '.1f')} "
             f"| {fmt(r.get('peak_gpu_memory_gib'), '.1f')} "
             f"| {fmt(r.get('first_loss'), '.3f')} → {fmt(r.get('final_loss'), '.3f')} | {fmt(r.get('steps'), 'd')} "
-            f"| {fmt(ratio_trl, '.2f')} | {fmt(ratio_trainer, '.2f')} |"
+            f"| {cache_state.get(r.get('inductor_cache_warm'), '—')} | {fmt(ratio_trl, '.2f')} | {fmt(ratio_trainer, '.2f')} |"
         )
     lines.append("\nours/TRL: median-step tokens/s over the best TRL row of the same group and method; "
                  "ours/Trainer: over the plain Trainer row of the same group (full fine-tuning); "
@@ -569,13 +578,13 @@ def environment() -> dict[str, Any]:
                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         gpu = None
-    from common.runs import package_versions
-
-    versions = package_versions()
-    try:
-        versions["liger-kernel"] = metadata.version("liger-kernel")
-    except metadata.PackageNotFoundError:
-        versions["liger-kernel"] = None
+    versions: dict[str, str | None] = {}
+    for package in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes",
+                    "liger-kernel", "triton"):  # fmt: skip
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
     return {"gpu": gpu, "versions": versions}
 
 

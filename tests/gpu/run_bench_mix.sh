@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # TRL packing / plain Trainer / finetune.py side by side on one GPU (tests/gpu/bench_mix.py), run on the
-# device machine from the repo root with .whl present (bash ../shared/gpu/fetch_wheels.sh once per checkout).
+# device machine from the repo root with .whl carried (run tool: carry [".whl"]; bash ../shared/gpu/fetch_wheels.sh
+# once per checkout fetches it).
 # Arguments go to bench_mix.py; results and logs go to $OUT:
 #   bash tests/gpu/run_bench_mix.sh --only trl_packing_flex_full,ours_full --steps 100
 set -uo pipefail
