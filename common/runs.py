@@ -164,7 +164,7 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: Path) -> 
                            + (f" of run {run_id}" if run_id else ""))  # fmt: skip
         return checkpoint
     checkpoint = Path(resume_from_checkpoint)
-    problem = checkpoint_problem(checkpoint, run_id)
+    problem = checkpoint_problem(checkpoint, run_id, allow_legacy=not any_manifest(checkpoint.parent))
     if problem:
         raise RunError(f"cannot resume from {checkpoint}: {problem}")
     return checkpoint
@@ -240,13 +240,26 @@ def read_checkpoint_manifest(folder: Path) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) and isinstance(manifest.get("files"), dict) else None
 
 
-def checkpoint_problem(folder: Path, run_id: str | None) -> str | None:
+def any_manifest(output_dir: Path) -> bool:
+    return any((p / CHECKPOINT_MANIFEST).is_file() for p in output_dir.glob("checkpoint-*"))
+
+
+def checkpoint_problem(folder: Path, run_id: str | None, allow_legacy: bool = False) -> str | None:
     """Why `folder` cannot be resumed from ("optimizer.pt missing", ...), or None when it is complete.
 
-    run_id None accepts any run's checkpoint (a folder without run_id.json)."""
+    run_id None accepts any run's checkpoint (a folder without run_id.json). allow_legacy accepts a checkpoint
+    without a manifest whose trainer_state.json parses (the Trainer and train_ppo.py write it last): one
+    saved before manifests existed, or by a loop that does not write them yet. Callers allow it only when no
+    checkpoint beside it has a manifest; in a folder where saves write manifests, a missing one means the
+    save did not finish."""
     if not folder.is_dir():
         return "no such folder"
     if not (folder / CHECKPOINT_MANIFEST).is_file():
+        if allow_legacy and valid_json(folder / "trainer_state.json"):
+            logger.warning("%s has no %s (saved before manifests, or by a loop without them): accepted because "
+                           "its trainer_state.json is complete; its files and run id cannot be checked",
+                           folder, CHECKPOINT_MANIFEST)  # fmt: skip
+            return None
         return f"it did not finish saving (no {CHECKPOINT_MANIFEST})"
     manifest = read_checkpoint_manifest(folder)
     if manifest is None:
@@ -267,6 +280,14 @@ def checkpoint_problem(folder: Path, run_id: str | None) -> str | None:
     return None
 
 
+def valid_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def last_complete_checkpoint(output_dir: str | Path, run_id: str | None) -> Path | None:
     """Newest `checkpoint-N` (numeric N; checkpoint-notes and the like are ignored) of run `run_id` whose
     every file matches its manifest; each newer one that does not is skipped with a log line saying why.
@@ -277,8 +298,9 @@ def last_complete_checkpoint(output_dir: str | Path, run_id: str | None) -> Path
         match = CHECKPOINT_RE.match(child.name)
         if match and child.is_dir():
             found.append((int(match.group(1)), child))
+    allow_legacy = not any_manifest(Path(output_dir))
     for _, checkpoint in sorted(found, reverse=True):
-        problem = checkpoint_problem(checkpoint, run_id)
+        problem = checkpoint_problem(checkpoint, run_id, allow_legacy)
         if problem is None:
             return checkpoint
         logger.warning("skipping %s: %s", checkpoint, problem)

@@ -70,6 +70,22 @@ def test_newest_complete_checkpoint_of_this_run_is_chosen_and_each_skip_says_why
     }
 
 
+def test_checkpoints_from_before_manifests_resume_only_where_no_checkpoint_has_one(tmp_path, caplog):
+    legacy = tmp_path / "legacy"
+    for step in (2, 4):
+        fake_checkpoint(legacy, step, None, manifest=False)
+    (legacy / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
+    (legacy / "checkpoint-4" / "trainer_state.json").write_text(
+        '{"global_step": 4'
+    )  # cut short: not complete
+    with caplog.at_level(logging.WARNING, logger="common.runs"):
+        assert runs.last_complete_checkpoint(legacy, None) == legacy / "checkpoint-2"
+    assert "checkpoint-2 has no checkpoint_manifest.json (saved before manifests" in caplog.text
+    fake_checkpoint(legacy, 6, "A")  # once saves write manifests, a checkpoint without one is a broken save
+    (legacy / "checkpoint-6" / "optimizer.pt").unlink()
+    assert runs.last_complete_checkpoint(legacy, "A") is None
+
+
 def test_resume_request_that_cannot_be_met_is_one_error_and_changes_nothing(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
