@@ -114,14 +114,18 @@ def add_chunked_loss(model: Any) -> None:
     def forward(
         self: Any, *args: Any, labels: Any = None, num_items_in_batch: Any = None, **kwargs: Any
     ) -> Any:
-        if labels is None:
+        head = self.get_output_embeddings()
+        if labels is None or type(head) is not torch.nn.Linear or hasattr(head.weight, "ds_id"):
+            # No labels: generation or logits wanted. A head that PEFT wrapped (LoRA on lm_head, or
+            # modules_to_save) computes more than its base weight, and ZeRO-3 gathers a partitioned weight
+            # only inside the head's own forward: the model's own forward runs them.
+            if labels is not None:
+                kwargs |= {"labels": labels, "num_items_in_batch": num_items_in_batch}
             return original_forward(*args, **kwargs)
         kwargs["use_cache"] = False
         kwargs.pop("logits_to_keep", None)
         outputs = getattr(self, backbone_name)(*args, **kwargs)
-        loss = chunked_causal_lm_loss(
-            outputs.last_hidden_state, self.get_output_embeddings().weight, labels, num_items_in_batch
-        )
+        loss = chunked_causal_lm_loss(outputs.last_hidden_state, head.weight, labels, num_items_in_batch)
         return CausalLMOutputWithPast(loss=loss, logits=None)
 
     # The original signature stays visible: the Trainer keeps the dataset columns it names, and generate()

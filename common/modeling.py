@@ -43,9 +43,10 @@ def load_tokenizer(path: str, padding_side: str = "right") -> Any:
     return tokenizer
 
 
-def resolve_attn_implementation(requested: str, packing: bool) -> str:
+def resolve_attn_implementation(requested: str, packing: bool) -> str | None:
     """The attention kernel for `auto`: flash-attention when installed (it reads packed rows as variable-length
-    sequences), flex attention for packed rows on a GPU (its block mask skips the masked blocks), else sdpa.
+    sequences), flex attention for packed rows on a GPU (its block mask skips the masked blocks), else None:
+    transformers' own default for the architecture (sdpa where the model supports it, eager for BLOOM).
     Every choice is exact on packed rows: transformers derives the per-example mask from position_ids."""
     import importlib.util
 
@@ -54,12 +55,12 @@ def resolve_attn_implementation(requested: str, packing: bool) -> str:
     if requested != "auto":
         return requested
     if not torch.cuda.is_available():
-        return "sdpa"
+        return None
     if importlib.util.find_spec("flash_attn_interface") is not None:
         return "flash_attention_3"
     if importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
-    return "flex_attention" if packing else "sdpa"
+    return "flex_attention" if packing else None
 
 
 def quantization_config(model: ModelSettings, precision: str) -> Any:
@@ -104,10 +105,13 @@ def load_training_model(
             kwargs.setdefault("device_map", {"": torch.cuda.current_device()})
     loaded = load_causal_lm(model.model_name_or_path, dtype=dtype, attn_implementation=attn,
                             auto_class=auto_class, **kwargs)  # fmt: skip
+    attn = loaded.config._attn_implementation  # what transformers settled on, for the log and the run record
+    quantised = ""
+    if quantization is not None:
+        kind = model.quantization_type if model.quantization_bit == 4 else "LLM.int8"
+        quantised = f", base quantised to {model.quantization_bit} bits ({kind})"
     logger.info("model %s: attention %s, weights %s%s", model.model_name_or_path, attn, str(dtype).split(".")[-1],
-                f", base quantised to {model.quantization_bit} bits ({model.quantization_type})"
-                if quantization is not None and model.quantization_bit == 4 else
-                ", base quantised to 8 bits" if quantization is not None else "")  # fmt: skip
+                quantised)  # fmt: skip
     return loaded
 
 

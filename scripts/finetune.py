@@ -138,9 +138,10 @@ def main(argv: list[str] | None = None) -> Path:
         real_tokens = sum(len(ids) for ids in train_examples["input_ids"])
         train_examples = pack_examples(train_examples, config.cutoff_len)
         dev_examples = pack_examples(dev_examples, config.cutoff_len) if len(dev_examples) else dev_examples
+        fill = real_tokens / (len(train_examples) * config.cutoff_len)
+        resolved["_resolved"] |= {"packed_rows": len(train_examples), "packing_fill": round(fill, 4)}
         logger.info("packing: %d train rows of up to %d tokens, %.1f%% filled; batch sizes count rows",
-                    len(train_examples), config.cutoff_len,
-                    100 * real_tokens / (len(train_examples) * config.cutoff_len))  # fmt: skip
+                    len(train_examples), config.cutoff_len, 100 * fill)  # fmt: skip
 
     # ---- Model --------------------------------------------------------------------------------
     model = load_training_model(config, precision, config.use_lora, packing=config.packing)
@@ -150,8 +151,14 @@ def main(argv: list[str] | None = None) -> Path:
             check_model_supports_packing(model)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-    if not config.use_liger_kernel and supports_chunked_loss(model):
+    chunked_loss = not config.use_liger_kernel and supports_chunked_loss(model)
+    if chunked_loss:
         add_chunked_loss(model)  # liger brings its own fused head and loss
+    resolved["_resolved"] |= {
+        "attn_implementation": model.config._attn_implementation,
+        "loss": "liger fused linear cross-entropy" if config.use_liger_kernel else
+                "chunked" if chunked_loss else "model's own",
+    }  # fmt: skip
     if config.use_lora:
         from peft import get_peft_model
 

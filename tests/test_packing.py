@@ -176,3 +176,24 @@ def test_packing_is_refused_for_alibi_models_that_ignore_position_ids(tiny_model
     check_model_supports_packing(AutoModelForCausalLM.from_pretrained(tiny_models / "tiny-llama"))
     with pytest.raises(ValueError, match="bloom uses ALiBi"):
         check_model_supports_packing(AutoModelForCausalLM.from_pretrained(tiny_models / "tiny-bloom"))
+
+
+def test_chunked_loss_steps_aside_when_peft_wraps_the_head(tiny_llama):
+    """LoRA on lm_head (or modules_to_save) changes what the head computes: the model's own loss is used."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    plain = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    chunked = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    add_chunked_loss(chunked)
+    lora = LoraConfig(r=4, target_modules=["q_proj", "lm_head"], init_lora_weights=False)
+    torch.manual_seed(1)
+    plain = get_peft_model(plain, lora)
+    torch.manual_seed(1)
+    chunked = get_peft_model(chunked, lora)
+    examples = examples_for(plain.config.vocab_size, [12, 12], prompt=2)
+    input_ids, labels = torch.tensor(examples["input_ids"]), torch.tensor(examples["labels"])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            chunked(input_ids=input_ids, labels=labels).loss, plain(input_ids=input_ids, labels=labels).loss
+        )

@@ -56,7 +56,8 @@ def tokenised_pairs(model_dir: Path, held_out: bool):
 
     tokenizer = load_tokenizer(str(model_dir))
     pairs = tokenise_preferences(load_preference_records(DATA, max_samples=PAIRS), tokenizer, "belle", CUTOFF)
-    train, dev = split_pairs(pairs, PreferenceTrainingConfig(val_set_size=HELD_OUT, val_set_rate=0.2))
+    split = PreferenceTrainingConfig(val_set_size=HELD_OUT, val_set_rate=0.2)
+    train, dev = split_pairs(pairs, split, split.seed)
     assert len(dev) == HELD_OUT
     return dev if held_out else train
 

@@ -56,7 +56,7 @@ def held_out_pairs(pairs_file: Path, tokenizer, config: dict):
     pairs = tokenise_preferences(
         load_preference_records(pairs_file), tokenizer, "belle", config["cutoff_len"]
     )
-    return split_pairs(pairs, split)[1]
+    return split_pairs(pairs, split, split.seed)[1]
 
 
 def held_out_rewards(model_dir: Path, pairs_file: Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -68,9 +68,11 @@ OURS_LORA_FLAGS = ["--use_lora", "--lora_target_modules", '["all"]', "--lora_r",
                    "--gradient_checkpointing", "true",
                    "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1"]  # fmt: skip
 FIXED_OURS_FLAGS = ["--attn_implementation", "sdpa", "--use_liger_kernel", "true"]
+FIXED_OURS_CHUNKED_FLAGS = ["--attn_implementation", "sdpa", "--use_liger_kernel", "false"]  # our chunked loss
 QLORA7B_FLAGS = ["--use_lora", "--lora_target_modules", '["all"]', "--lora_r", "8",
                  "--quantization_bit", "4", "--quantization_type", "nf4", "--gradient_checkpointing", "true",
-                 "--attn_implementation", "sdpa", "--learning_rate", "2e-4"]  # fmt: skip
+                 "--attn_implementation", "sdpa", "--learning_rate", "2e-4",
+                 "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "8"]  # fmt: skip
 # --smoke runs on CPU: these flags get CPU-safe values there (no flex compile, no liger kernels).
 SMOKE_FLAG_VALUES = {"--attn_implementation": "sdpa", "--use_liger_kernel": "false"}
 
@@ -96,6 +98,7 @@ ROWS = {
     "ours_lora": Row("mix", "lora", "ours", tuple(OURS_LORA_FLAGS)),
     "fixed_trainer": Row("fixed", "full", "trainer"),
     "fixed_ours_full": Row("fixed", "full", "ours", tuple(FIXED_OURS_FLAGS)),
+    "fixed_ours_chunked": Row("fixed", "full", "ours", tuple(FIXED_OURS_CHUNKED_FLAGS)),
     "qlora7b_ours": Row("qlora7b", "qlora", "ours", tuple(QLORA7B_FLAGS), needs_cuda=True),
 }
 
@@ -605,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         "--time_limit_s", type=float, help="stop rows that run past this (560; --smoke: none)"
     )
     parser.add_argument("--fresh_compile_cache", action="store_true", help="a cold inductor cache per row")
+    parser.add_argument("--qlora_steps", type=int, help="optimizer steps of the 7B QLoRA row (30; --smoke: 4)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
@@ -629,7 +633,9 @@ def main(argv: list[str] | None = None) -> int:
     time_limit = opts.time_limit_s or (float("inf") if opts.smoke else 560)
     bench = Bench(out=opts.out, work=opts.work / "smoke" if opts.smoke else opts.work,
                   steps=opts.steps or (4 if opts.smoke else 100), smoke=opts.smoke,
-                  shape=SMOKE if opts.smoke else Shape(), deadline=started + time_limit,
+                  shape=dataclasses.replace(SMOKE if opts.smoke else Shape(),
+                                            **({"qlora_steps": opts.qlora_steps} if opts.qlora_steps else {})),
+                  deadline=started + time_limit,
                   fresh_compile_cache=opts.fresh_compile_cache, cuda=cuda)  # fmt: skip
     if not opts.smoke and not cuda:
         parser.error("no GPU visible (nvidia-smi); on a CPU machine use --smoke")
