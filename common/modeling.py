@@ -77,7 +77,6 @@ def quantization_config(model: ModelSettings, precision: str) -> Any:
         bnb_4bit_quant_type=model.quantization_type,
         bnb_4bit_use_double_quant=model.double_quantization,
         bnb_4bit_compute_dtype=torch_dtype(precision),
-        bnb_4bit_quant_storage=torch_dtype(precision),
     )
 
 

@@ -13,11 +13,14 @@ display and nothing leaks between calls.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from common.metrics import METRIC_NAMES
+
+logger = logging.getLogger(__name__)
 
 LOSS_PLOT_NAME = "training_loss.png"
 
@@ -246,11 +249,42 @@ def length_histogram(rows: list[dict[str, str]]) -> Any:
 def load_evaluation(predictions_file: str | Path) -> tuple[list[dict], dict[str, Any], list[dict]]:
     """(predictions, metrics.json, per-sample scores) written by scripts/evaluate.py beside the predictions."""
     predictions_file = Path(predictions_file)
-    metrics_file = predictions_file.with_name("metrics.json")
-    per_sample_file = predictions_file.with_name("metrics_per_sample.jsonl")
+    metrics_file = predictions_file.with_name(METRICS_FILE)
+    per_sample_file = predictions_file.with_name(PER_SAMPLE_FILE)
     for path in (predictions_file, metrics_file, per_sample_file):
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path} not found; run `python scripts/evaluate.py --predictions_file {predictions_file}` first"
             )
     return read_predictions(predictions_file), read_metrics(metrics_file), read_jsonl(per_sample_file)
+
+
+METRICS_FILE = "metrics.json"
+PER_SAMPLE_FILE = "metrics_per_sample.jsonl"
+
+
+def score_predictions_file(predictions_file: Path, output_dir: Path) -> tuple[dict, list, list]:
+    """Score generate.py's predictions (common/metrics.py) and write metrics.json and metrics_per_sample.jsonl
+    into output_dir. Returns (metrics, rows, per-sample scores); scripts/evaluate.py and the report share it."""
+    from statistics import fmean
+
+    from tqdm import tqdm
+
+    from common.metrics import score_pair
+
+    rows = read_predictions(predictions_file)
+    logger.info("%d predictions from %s", len(rows), predictions_file)
+    per_sample = [score_pair(r["predict"], r["target"]) for r in tqdm(rows, desc="scoring")]
+    metrics: dict = {name: fmean(s[name] for s in per_sample) if per_sample else 0.0 for name in METRIC_NAMES}
+    metrics |= {
+        "num_samples": len(rows),
+        "empty_predictions": sum(not r["predict"].strip() for r in rows),
+        "predictions_file": str(predictions_file),
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir / PER_SAMPLE_FILE, "w", encoding="utf-8") as out:
+        for index, scores in enumerate(per_sample):
+            out.write(json.dumps({"index": index, **scores}) + "\n")
+    (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    logger.info("wrote %s and %s", output_dir / METRICS_FILE, output_dir / PER_SAMPLE_FILE)
+    return metrics, rows, per_sample

@@ -442,6 +442,20 @@ def setup_wandb(report_to: str, project: str, run_name: str | None) -> None:
         )
 
 
+def run_as_script(main: Any, *more_user_errors: type[Exception]) -> None:
+    """Every script's entry point. A user's mistake (config, data, run folder, file system, and any of
+    `more_user_errors`) ends the run with one `error:` line, never a traceback; after a successful `main` a
+    distributed run tears down its process group."""
+    from common.config import ConfigError
+    from common.data import DataError
+
+    try:
+        main()
+    except (ConfigError, DataError, RunError, OSError, *more_user_errors) as err:
+        sys.exit(f"error: {err}")
+    finish_distributed()
+
+
 def finish_distributed() -> None:
     """Tear down the process group before the interpreter exits (torchrun, deepspeed launchers): left to
     interpreter shutdown, the C++ communicator threads can abort the process after the run has finished."""

@@ -255,6 +255,9 @@ class RunSettings(Settings):
             raise ConfigError("fp16 and bf16 are both true; choose one")
         if self.report_to not in ("none", "wandb"):
             raise ConfigError(f"report_to must be none or wandb, got {self.report_to!r}")
+        if self.deepspeed and getattr(self, "quantization_bit", None):
+            raise ConfigError("quantization_bit (QLoRA) under DeepSpeed is not supported here: train QLoRA "
+                              "with torchrun or on one GPU, or drop quantization_bit")  # fmt: skip
 
     def resolved_precision(self) -> str:
         """bf16/fp16/fp32 for this machine: BELLE's fp16/bf16 flags win, then `precision`."""

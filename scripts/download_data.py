@@ -29,7 +29,7 @@ from common.data import (  # noqa: E402
     split_train_dev,
     write_json_lines,
 )
-from common.runs import RunError, setup_logging  # noqa: E402
+from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
 
 logger = logging.getLogger("download_data")
 
@@ -157,7 +157,4 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, DataError, RunError, OSError) as err:
-        sys.exit(f"error: {err}")
+    run_as_script(main)

@@ -14,7 +14,6 @@ With --report_to wandb the metrics, a table of predictions and the two files go 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
@@ -22,12 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, config_field, parse_config  # noqa: E402
-from common.data import DataError  # noqa: E402
-from common.runs import RunError, setup_logging  # noqa: E402
+from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
 
 logger = logging.getLogger("evaluate")
-METRICS_FILE = "metrics.json"
-PER_SAMPLE_FILE = "metrics_per_sample.jsonl"
 
 
 @dataclasses.dataclass
@@ -55,39 +51,17 @@ def main(argv: list[str] | None = None) -> Path:
     config = parse_config(EvaluateConfig, argv, description=__doc__)
     predictions_file = Path(config.predictions_file)
     output_dir = Path(config.output_dir) if config.output_dir else predictions_file.parent
+    from common.report import METRICS_FILE, PER_SAMPLE_FILE, score_predictions_file
+
     metrics_file = output_dir / METRICS_FILE
     if metrics_file.exists() and not config.overwrite:
         raise RunError(f"{metrics_file} already exists. Nothing was changed. Pass --overwrite to replace it, "
                        "or choose another --output_dir.")  # fmt: skip
 
-    # ---- Data ---------------------------------------------------------------------------------
-    from common.report import read_predictions
+    # ---- Score and save -------------------------------------------------------------------------
+    from common.metrics import METRIC_NAMES
 
-    rows = read_predictions(predictions_file)
-    logger.info("%d predictions from %s", len(rows), predictions_file)
-
-    # ---- Score --------------------------------------------------------------------------------
-    from statistics import fmean
-
-    from tqdm import tqdm
-
-    from common.metrics import METRIC_NAMES, score_pair
-
-    per_sample = [score_pair(r["predict"], r["target"]) for r in tqdm(rows, desc="scoring")]
-    metrics: dict = {name: fmean(s[name] for s in per_sample) if per_sample else 0.0 for name in METRIC_NAMES}
-    metrics |= {
-        "num_samples": len(rows),
-        "empty_predictions": sum(not r["predict"].strip() for r in rows),
-        "predictions_file": str(predictions_file),
-    }
-
-    # ---- Save ---------------------------------------------------------------------------------
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with open(output_dir / PER_SAMPLE_FILE, "w", encoding="utf-8") as out:
-        for index, scores in enumerate(per_sample):
-            out.write(json.dumps({"index": index, **scores}) + "\n")
-    metrics_file.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
-    logger.info("wrote %s and %s", metrics_file, output_dir / PER_SAMPLE_FILE)
+    metrics, rows, per_sample = score_predictions_file(predictions_file, output_dir)
     print(" ".join(f"{name} {metrics[name]:.2f}" for name in METRIC_NAMES))
 
     # ---- Track --------------------------------------------------------------------------------
@@ -106,7 +80,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, DataError, RunError, OSError) as err:
-        sys.exit(f"error: {err}")
+    run_as_script(main)

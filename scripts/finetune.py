@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 from common.config import ConfigError, config_field, config_to_dict, parse_config, stage_default  # noqa: E402
 from common.data import DataError, split_train_dev  # noqa: E402
 from common.runs import (  # noqa: E402
-    RunError,
     TrainerRunGuard,
     prepare_run_dir,
+    run_as_script,
     setup_logging,
     setup_wandb,
     step_timer_callback,
@@ -227,14 +227,8 @@ def main(argv: list[str] | None = None) -> Path:
         trainer.save_metrics("eval", eval_metrics)
     if trainer.is_world_process_zero():
         print(f"Fine-tuned {'adapter' if config.use_lora else 'model'} and run record saved in {output_dir}")
-    from common.runs import finish_distributed
-
-    finish_distributed()
     return output_dir
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, DataError, RunError, OSError) as err:
-        sys.exit(f"error: {err}")
+    run_as_script(main)

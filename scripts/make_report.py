@@ -29,8 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, config_field, parse_config  # noqa: E402
-from common.data import DataError  # noqa: E402
-from common.runs import RunError, setup_logging  # noqa: E402
+from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
 
 logger = logging.getLogger("make_report")
 REPO = Path(__file__).resolve().parent.parent
@@ -99,9 +98,9 @@ def main(argv: list[str] | None = None) -> Path:
     if predictions_file.with_name("metrics.json").is_file():
         logger.info("using the existing %s", predictions_file.with_name("metrics.json"))
     else:
-        from scripts.evaluate import main as evaluate
+        from common.report import score_predictions_file
 
-        evaluate(["--predictions_file", str(predictions_file)])
+        score_predictions_file(predictions_file, predictions_file.parent)
 
     # ---- Execute ------------------------------------------------------------------------------
     import papermill
@@ -145,7 +144,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, DataError, RunError, OSError) as err:
-        sys.exit(f"error: {err}")
+    run_as_script(main)

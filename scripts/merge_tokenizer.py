@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, config_field, parse_config  # noqa: E402
-from common.runs import RunError, setup_logging  # noqa: E402
+from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
 
 logger = logging.getLogger("merge_tokenizer")
 
@@ -79,7 +79,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, RunError, OSError) as err:
-        sys.exit(f"error: {err}")
+    run_as_script(main)

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 from common.config import ConfigError, config_field, config_to_dict, parse_config, stage_default  # noqa: E402
 from common.data import DataError  # noqa: E402
 from common.runs import (  # noqa: E402
-    RunError,
     TrainerRunGuard,
     prepare_run_dir,
+    run_as_script,
     setup_logging,
     step_timer_callback,
     write_run_record,
@@ -290,14 +290,8 @@ def main(argv: list[str] | None = None) -> Path:
 
         logger.info("loss curve saved to %s", plot_loss(output_dir))
         print(f"Pre-trained {'adapter' if config.use_lora else 'model'} saved in {final_dir}")
-    from common.runs import finish_distributed
-
-    finish_distributed()
     return output_dir
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, DataError, RunError, OSError) as err:
-        sys.exit(f"error: {err}")
+    run_as_script(main)

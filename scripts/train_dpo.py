@@ -39,8 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, config_field, config_to_dict, parse_config, stage_default  # noqa: E402
-from common.data import DataError  # noqa: E402
-from common.runs import RunError, setup_logging  # noqa: E402
+from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
 from common.training import PreferenceTrainingConfig  # noqa: E402
 
 logger = logging.getLogger("train_dpo")
@@ -206,14 +205,8 @@ def main(argv: list[str] | None = None) -> Path:
         logger.info("loss curves saved to %s", plot_loss(output_dir))
         log_config_to_wandb(config.report_to, resolved)
         print(f"DPO {'adapter' if config.use_lora else 'model'} and run record saved in {output_dir}")
-    from common.runs import finish_distributed
-
-    finish_distributed()
     return output_dir
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, DataError, RunError, OSError) as err:
-        sys.exit(f"error: {err}")
+    run_as_script(main)

@@ -62,7 +62,7 @@ from common.config import (  # noqa: E402
     stage_default,
 )
 from common.data import DataError  # noqa: E402
-from common.runs import RunError, setup_logging  # noqa: E402
+from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
 from common.settings import (  # noqa: E402
     AdapterStartSettings,
     DataSourceSettings,
@@ -122,8 +122,9 @@ class PPOConfig(PPOSettings, RunSettings, LoraSettings, OptimSettings, DataSourc
             raise ConfigError(
                 "gradient_accumulation_steps: PPO needs a number (mini-batches per optimizer step)"
             )
-        if self.quantization_bit or self.use_liger_kernel:
-            raise ConfigError("quantization_bit and use_liger_kernel are not wired into PPO's own loop yet")
+        if self.use_liger_kernel:
+            raise ConfigError("use_liger_kernel: PPO computes its log-probabilities from full logits in its own "
+                              "loop, where liger's patched loss has no place; leave it false")  # fmt: skip
         update = self.mini_batch_size * self.gradient_accumulation_steps
         if self.rollout_batch_size % update:
             raise ConfigError(f"rollout_batch_size ({self.rollout_batch_size}) must be a multiple of "
@@ -374,13 +375,13 @@ def load_data(config: PPOConfig, accelerator: Any) -> tuple[Any, list[int], Prom
 def load_policy(config: PPOConfig, precision: str) -> tuple[Any, Any | None, str | None]:
     """(policy, reference model or None, reference adapter name or None) for the three reference set-ups
     of the module docstring; the reference is the starting policy, copied only where LoRA cannot avoid it."""
-    import torch
 
-    from common.modeling import load_causal_lm, torch_dtype
+    from common.modeling import load_training_model, torch_dtype
     from common.training import lora_config
 
     half = torch_dtype(precision)
-    policy = load_causal_lm(config.model_name_or_path, dtype=half if config.use_lora else torch.float32)
+    # fp32 for full fine-tuning, the run's half precision under LoRA, 4/8 bits for QLoRA (quantization_bit).
+    policy = load_training_model(config, precision, config.use_lora)
     ref_model, ref_adapter = None, None
     if config.use_lora and config.adapter_name_or_path:
         from peft import PeftModel
@@ -974,7 +975,6 @@ def main(argv: list[str] | None = None) -> Path:
     config = parse_args(argv)
     from common.runs import (
         StopSignals,
-        finish_distributed,
         prepare_run_dir,
         setup_wandb,
         stop_and_exit,
@@ -1026,12 +1026,8 @@ def main(argv: list[str] | None = None) -> Path:
 
         log_config_to_wandb(config.report_to, resolved)
         accelerator.end_training()
-    finish_distributed()
     return output_dir
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, DataError, RunError, OSError) as err:
-        sys.exit(f"error: {err}")
+    run_as_script(main)

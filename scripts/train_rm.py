@@ -34,8 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, config_field, config_to_dict, parse_config, stage_default  # noqa: E402
-from common.data import DataError  # noqa: E402
-from common.runs import RunError, setup_logging  # noqa: E402
+from common.runs import run_as_script, setup_logging  # noqa: E402
 from common.training import PreferenceTrainingConfig  # noqa: E402
 
 logger = logging.getLogger("train_rm")
@@ -217,14 +216,8 @@ def main(argv: list[str] | None = None) -> Path:
         print(
             f"Reward model and run record saved in {output_dir} (scripts/train_ppo.py --reward_model {output_dir})"
         )
-    from common.runs import finish_distributed
-
-    finish_distributed()
     return output_dir
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, DataError, RunError, OSError) as err:
-        sys.exit(f"error: {err}")
+    run_as_script(main)

@@ -181,11 +181,10 @@ def test_groups_validate_once_for_every_stage():
             parse_config(config_cls, ["--precision", "fp64"])
         with pytest.raises(ConfigError, match="learning_rate must be > 0"):
             parse_config(config_cls, ["--learning_rate", "0"])
-        if name != "train_ppo":
-            with pytest.raises(ConfigError, match="quantization_bit must be 4, 8"):
-                parse_config(config_cls, ["--quantization_bit", "3", "--use_lora"])
-            with pytest.raises(ConfigError, match="set use_lora true"):
-                parse_config(config_cls, ["--quantization_bit", "4"])
+        with pytest.raises(ConfigError, match="quantization_bit must be 4, 8"):
+            parse_config(config_cls, ["--quantization_bit", "3", "--use_lora"])
+        with pytest.raises(ConfigError, match="set use_lora true"):
+            parse_config(config_cls, ["--quantization_bit", "4"])
 
 
 def test_stage_defaults_keep_the_group_help():

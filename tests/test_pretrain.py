@@ -149,8 +149,13 @@ def test_run_pt_sh_defaults_lower_perplexity(tmp_path, tiny_llama):
     assert (out / "pt_lora_model/adapter_config.json").is_file()
     assert (out / "pretrain_config.json").is_file() and (out / "run_manifest.json").is_file()
     assert list(out.glob("*.png"))
+    # Three checkpoints by default (every 10 of the 30 steps), each complete: RESUME=true has one to take.
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-20", "checkpoint-30"]
+    assert all((p / "checkpoint_manifest.json").is_file() for p in out.glob("checkpoint-*"))
     again = run_script("bash", "scripts/run_pt.sh", env=env, check=False)  # no silent overwrite
-    assert again.returncode != 0 and "already" in (again.stdout + again.stderr)
+    assert again.returncode != 0 and "already" in again.stderr
+    # The user sees pretrain.py's one line, not a launcher traceback after it.
+    assert "Traceback" not in again.stderr and again.stderr.strip().splitlines()[-1].startswith("error:"), again.stderr
 
 
 def test_extended_tokenizer_trains_saves_merges(tmp_path, tiny_llama):
