@@ -176,7 +176,7 @@ def test_every_setting_is_declared_once_with_its_help():
 
 def test_groups_validate_once_for_every_stage():
     """A shared key's check lives in its group and runs for each stage that composes it."""
-    for name, config_cls in stage_configs().items():
+    for config_cls in stage_configs().values():
         with pytest.raises(ConfigError, match="precision must be"):
             parse_config(config_cls, ["--precision", "fp64"])
         with pytest.raises(ConfigError, match="learning_rate must be > 0"):

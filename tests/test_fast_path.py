@@ -116,3 +116,22 @@ def test_qlora_refused_without_lora_and_packing_refused_for_pairs():
         result = run_script(PYTHON, f"scripts/{script}", *args, check=False)
         assert result.returncode != 0
         assert result.stderr.startswith("error:") and "Traceback" not in result.stderr, result.stderr
+
+
+def test_group_by_length_gives_the_trainer_a_length_grouped_sampler(tmp_path, tiny_llama):
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    import scripts.finetune as finetune
+    from common.training import trainer_arguments
+
+    config = finetune.FinetuneConfig(group_by_length=True)
+    args = TrainingArguments(**trainer_arguments(config, config, tmp_path, "fp32", has_eval=False))
+    examples = Dataset.from_dict(
+        {"input_ids": [[1] * n for n in range(2, 40)], "labels": [[1] * n for n in range(2, 40)]}
+    )
+    trainer = Trainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_llama), args=args, train_dataset=examples
+    )
+    assert isinstance(trainer._get_train_sampler(), LengthGroupedSampler)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from importlib import metadata
 from pathlib import Path
 
@@ -86,35 +85,6 @@ def test_lora_sft_trains_the_adapter_only(tmp_path, tiny_llama):
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 8
 
 
-def test_resume_continues_from_the_saved_step_and_equals_an_uninterrupted_run(tmp_path, tiny_bloom):
-    common = ["--model_name_or_path", str(tiny_bloom), "--data_path", TRAIN, "--max_steps", "8",
-              "--save_steps", "4", "--learning_rate", "1e-3", "--val_set_size", "0", "--logging_steps", "1"]  # fmt: skip
-    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    finetune(*common, "--output_dir", str(straight))
-    finetune(*common, "--output_dir", str(interrupted))
-    # Make it look like the run died after checkpoint-4, while checkpoint-8 was half written.
-    for child in interrupted.iterdir():
-        if child.name != "checkpoint-4":
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    (interrupted / "checkpoint-8").mkdir()
-    (interrupted / "checkpoint-8" / "model.safetensors").write_bytes(b"partial")
-
-    refused = finetune(*common, "--output_dir", str(interrupted), check=False)
-    assert refused.returncode != 0 and "already holds a run" in refused.stderr
-
-    resumed = finetune(*common, "--output_dir", str(interrupted), "--resume_from_checkpoint", "true")
-    assert f"resuming from {interrupted / 'checkpoint-4'}" in resumed.stderr
-    assert "checkpoint-8: it did not finish saving" in resumed.stderr
-    state = json.loads((interrupted / "trainer_state.json").read_text())
-    assert state["global_step"] == 8
-    steps = [e["step"] for e in state["log_history"] if "loss" in e]
-    assert steps == list(range(1, 9))  # steps 1-4 came from the checkpoint, 5-8 from this session
-
-    a, b = weights(straight), weights(interrupted)
-    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
-    assert logged_losses(straight) == pytest.approx(logged_losses(interrupted), rel=1e-4)
-
-
 @pytest.mark.parametrize(
     ("setup", "fragment"),
     [
@@ -146,15 +116,6 @@ def test_bad_input_stops_with_one_clear_message(tmp_path, tiny_llama, setup, fra
     assert result.returncode != 0
     assert fragment in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_wandb_offline_without_api_key(tmp_path, tiny_llama):
-    env = {"WANDB_DIR": str(tmp_path), "WANDB_API_KEY": "", "WANDB_MODE": "", "HOME": str(tmp_path)}
-    finetune("--model_name_or_path", str(tiny_llama), "--data_path", TRAIN, "--output_dir", str(tmp_path / "o"),
-             "--max_steps", "4", "--report_to", "wandb", "--wandb_project", "test-project", *FAST, env=env)  # fmt: skip
-    runs = list((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1
-    assert list(runs[0].glob("run-*.wandb"))
 
 
 # ---- BELLE's command lines, on the tiny configs --------------------------------------------------
