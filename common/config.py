@@ -98,6 +98,13 @@ def read_json_config(path: str | Path) -> dict[str, Any]:
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
+# The JSON files every training stage reads, in this order (BELLE's flags): a later file overrides an earlier one.
+RUN_CONFIG_FILES = {
+    "model_config_file": "run config: a JSON object of any keys below (run_config/ and run_config/tiny/ hold examples)",
+    "lora_hyperparams_file": "LoRA hyper-parameters (lora_r, lora_alpha, lora_dropout, lora_target_modules)",
+}
+
+
 def parse_config(
     config_cls: type[ConfigT],
     argv: list[str] | None = None,

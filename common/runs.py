@@ -828,3 +828,25 @@ class TrainerRunGuard:
 
     def whole_run_metrics(self, state: Any, metrics: dict[str, Any]) -> dict[str, Any]:
         return whole_run_metrics(state, self.checkpoint, metrics)
+
+
+def start_trainer_run(
+    output_dir: Path,
+    resolved: dict[str, Any],
+    config_name: str,
+    data_files: list[str],
+    run: Any,
+    checkpoint: Path | None,
+    model_paths: Sequence[str | None],
+) -> TrainerRunGuard:
+    """Steps 2-4 of the lifecycle for a Trainer stage, in order, once the Trainer's arguments exist (they set up
+    the process group): every rank has checked output_dir, so rank 0 may now write the run record; W&B is set
+    up (`run`: the RunSettings group); the returned guard brings the manifest and stop-signal callbacks."""
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # a slower rank must not find rank 0's record and take it for a run
+    write_run_record(output_dir, resolved, config_name, data_files, run.seed, checkpoint=checkpoint,
+                     model_paths=model_paths)  # fmt: skip
+    setup_wandb(run.report_to, run.wandb_project, run.run_name or output_dir.name)
+    return TrainerRunGuard(output_dir, checkpoint)

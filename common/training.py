@@ -43,6 +43,17 @@ class PreferenceTrainingConfig(
             raise ConfigError("packing is for SFT and pre-training; preference pairs are batched as pairs")
 
 
+def resolved_settings(config: Any, precision: str, **more: Any) -> dict[str, Any]:
+    """The run's settings as written to its record: every key, the files they came from, and what was resolved
+    on this machine (precision, processes, accumulation) plus what the stage adds later (`more`)."""
+    from common.config import config_to_dict
+
+    resolved = {"precision": precision, "world_size": world_size()}
+    if isinstance(config, TrainSettings):
+        resolved["gradient_accumulation_steps"] = gradient_accumulation(config)
+    return config_to_dict(config) | {"_resolved": resolved | more}
+
+
 def load_stage_tokenizer(model_path: str, adapter_path: str | None, padding_side: str = "right") -> Any:
     """The tokenizer saved with the SFT adapter when the run starts from one, else the model's."""
     from common.modeling import adapter_tokenizer_path, load_tokenizer

@@ -24,17 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import ConfigError, config_field, config_to_dict, parse_config, stage_default  # noqa: E402
+from common.config import RUN_CONFIG_FILES, ConfigError, config_field, parse_config, stage_default  # noqa: E402
 from common.data import DataError, split_train_dev  # noqa: E402
-from common.runs import (  # noqa: E402
-    TrainerRunGuard,
-    prepare_run_dir,
-    run_as_script,
-    setup_logging,
-    setup_wandb,
-    step_timer_callback,
-    write_run_record,
-)
+from common.runs import prepare_run_dir, run_as_script, setup_logging, start_trainer_run, step_timer_callback  # noqa: E402
 from common.settings import DataSettings, LoraSettings, ModelSettings, RunSettings, TrainSettings  # noqa: E402
 
 logger = logging.getLogger("finetune")
@@ -66,15 +58,7 @@ class FinetuneConfig(RunSettings, LoraSettings, TrainSettings, DataSettings, Mod
 def main(argv: list[str] | None = None) -> Path:
     setup_logging()
     # ---- Config -------------------------------------------------------------------------------
-    config = parse_config(
-        FinetuneConfig,
-        argv,
-        description=__doc__,
-        config_file_flags={
-            "model_config_file": "run config (BELLE's Bloom_config.json / Llama_config.json keys)",
-            "lora_hyperparams_file": "LoRA hyper-parameters (lora_r, lora_alpha, lora_dropout, lora_target_modules)",
-        },
-    )
+    config = parse_config(FinetuneConfig, argv, description=__doc__, config_file_flags=RUN_CONFIG_FILES)
     import torch
     from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
 
@@ -86,11 +70,10 @@ def main(argv: list[str] | None = None) -> Path:
         load_training_model,
     )
     from common.packing import PackedCollator, check_model_supports_packing, pack_examples
-    from common.settings import world_size
     from common.training import (
         causal_lm_trainer_class,
-        gradient_accumulation,
         lora_config,
+        resolved_settings,
         throughput_metrics,
         trainer_arguments,
     )
@@ -98,13 +81,7 @@ def main(argv: list[str] | None = None) -> Path:
     output_dir, checkpoint = prepare_run_dir(config)
 
     precision = config.resolved_precision()
-    resolved = config_to_dict(config) | {
-        "_resolved": {
-            "precision": precision,
-            "world_size": world_size(),
-            "gradient_accumulation_steps": gradient_accumulation(config),
-        }
-    }
+    resolved = resolved_settings(config, precision)
     set_seed(config.seed)
 
     # ---- Data ---------------------------------------------------------------------------------
@@ -181,18 +158,15 @@ def main(argv: list[str] | None = None) -> Path:
     )
     # Every process has checked output_dir above; only after all of them have (TrainingArguments set up
     # the process group) may rank 0 write into it, or a slower rank would find a "run" there and refuse.
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-    write_run_record(output_dir, resolved, "finetune_config.json", data_files, config.seed,
-                     checkpoint=checkpoint, model_paths=[config.model_name_or_path])  # fmt: skip
-    setup_wandb(config.report_to, config.wandb_project, config.run_name or output_dir.name)
     # Packed rows are padded to cutoff_len on a GPU: one shape, so compiled kernels (flex attention) compile once.
     collator = (
         PackedCollator(tokenizer.pad_token_id, row_length=config.cutoff_len if use_gpu else None)
         if config.packing
         else DataCollatorForSeq2Seq(tokenizer, pad_to_multiple_of=8 if use_gpu else None)
     )
-    guard = TrainerRunGuard(output_dir, checkpoint)  # checkpoint manifests, SIGTERM/SIGINT stop, save errors
+    # The run record, W&B, and the guard: checkpoint manifests, SIGTERM/SIGINT stop, save errors.
+    guard = start_trainer_run(output_dir, resolved, "finetune_config.json", data_files, config, checkpoint,
+                              [config.model_name_or_path])  # fmt: skip
     trainer = causal_lm_trainer_class()(
         model=model,
         args=args,

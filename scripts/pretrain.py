@@ -27,16 +27,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import ConfigError, config_field, config_to_dict, parse_config, stage_default  # noqa: E402
+from common.config import ConfigError, config_field, parse_config, stage_default  # noqa: E402
 from common.data import DataError  # noqa: E402
-from common.runs import (  # noqa: E402
-    TrainerRunGuard,
-    prepare_run_dir,
-    run_as_script,
-    setup_logging,
-    step_timer_callback,
-    write_run_record,
-)
+from common.runs import prepare_run_dir, run_as_script, setup_logging, start_trainer_run, step_timer_callback  # noqa: E402
 from common.settings import LoraSettings, ModelSettings, RunSettings, TrainSettings  # noqa: E402
 
 logger = logging.getLogger("pretrain")
@@ -166,6 +159,7 @@ def main(argv: list[str] | None = None) -> Path:
     from common.training import (
         causal_lm_trainer_class,
         lora_config,
+        resolved_settings,
         throughput_metrics,
         trainer_arguments,
     )
@@ -247,16 +241,12 @@ def main(argv: list[str] | None = None) -> Path:
         use_liger_kernel=config.use_liger_kernel,
         remove_unused_columns=False,
     )
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()  # all ranks checked output_dir before rank 0 writes into it
-    resolved = config_to_dict(config) | {"_resolved": {"precision": precision, "model_vocab": old_vocab,
-                                                       "tokenizer_vocab": len(tokenizer)}}  # fmt: skip
-    write_run_record(output_dir, resolved, "pretrain_config.json", [str(f) for f in files], config.seed,
-                     checkpoint=checkpoint,
-                     model_paths=[config.model_name_or_path, config.tokenizer_name_or_path])  # fmt: skip
+    resolved = resolved_settings(config, precision, model_vocab=old_vocab, tokenizer_vocab=len(tokenizer))
     # With packing, each document in a block attends only to itself (positions restart after its eos).
     collator = DocumentBlockCollator(tokenizer.eos_token_id) if config.packing else default_data_collator
-    guard = TrainerRunGuard(output_dir, checkpoint)  # checkpoint manifests, SIGTERM/SIGINT stop, save errors
+    # The run record, W&B, and the guard: checkpoint manifests, SIGTERM/SIGINT stop, save errors.
+    guard = start_trainer_run(output_dir, resolved, "pretrain_config.json", [str(f) for f in files], config,
+                              checkpoint, [config.model_name_or_path, config.tokenizer_name_or_path])  # fmt: skip
     trainer = causal_lm_trainer_class()(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                                         data_collator=collator, processing_class=tokenizer,
                                         callbacks=[step_timer := step_timer_callback(), *guard.callbacks])  # fmt: skip

@@ -38,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import ConfigError, config_field, config_to_dict, parse_config, stage_default  # noqa: E402
+from common.config import RUN_CONFIG_FILES, ConfigError, config_field, parse_config, stage_default  # noqa: E402
 from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
 from common.training import PreferenceTrainingConfig  # noqa: E402
 
@@ -78,15 +78,7 @@ def pretokenised_dpo_trainer() -> Any:
 def main(argv: list[str] | None = None) -> Path:
     setup_logging()
     # ---- Config -------------------------------------------------------------------------------
-    config = parse_config(
-        DPOStageConfig,
-        argv,
-        description=__doc__,
-        config_file_flags={
-            "model_config_file": "run config with any of the keys below (run_config/tiny/dpo_config.json)",
-            "lora_hyperparams_file": "LoRA hyper-parameters (lora_r, lora_alpha, lora_dropout, lora_target_modules)",
-        },
-    )
+    config = parse_config(DPOStageConfig, argv, description=__doc__, config_file_flags=RUN_CONFIG_FILES)
     import torch
     from transformers import set_seed
     from trl import DPOConfig
@@ -98,26 +90,18 @@ def main(argv: list[str] | None = None) -> Path:
         merge_adapter,
         torch_dtype,
     )
-    from common.runs import (
-        TrainerRunGuard,
-        log_config_to_wandb,
-        prepare_run_dir,
-        setup_wandb,
-        write_run_record,
-    )
+    from common.runs import log_config_to_wandb, prepare_run_dir, start_trainer_run
     from common.training import (
-        gradient_accumulation,
         load_preference_pairs,
         load_stage_tokenizer,
         lora_config,
+        resolved_settings,
         trainer_arguments,
     )
 
     output_dir, checkpoint = prepare_run_dir(config)
     precision = config.resolved_precision()
-    resolved = config_to_dict(config) | {
-        "_resolved": {"precision": precision, "gradient_accumulation_steps": gradient_accumulation(config)}
-    }
+    resolved = resolved_settings(config, precision)
     set_seed(config.seed)
 
     # ---- Data ---------------------------------------------------------------------------------
@@ -156,12 +140,9 @@ def main(argv: list[str] | None = None) -> Path:
         max_length=None,  # pairs were already cut to cutoff_len by our own rule; the collator must not cut again
         disable_dropout=True,
     )
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()  # every rank checked output_dir before rank 0 writes into it
-    write_run_record(output_dir, resolved, "dpo_config.json", data_files, config.seed, checkpoint=checkpoint,
-                     model_paths=[config.model_name_or_path, config.adapter_name_or_path])  # fmt: skip
-    setup_wandb(config.report_to, config.wandb_project, config.run_name or output_dir.name)
-    guard = TrainerRunGuard(output_dir, checkpoint)  # checkpoint manifests, SIGTERM/SIGINT stop, save errors
+    # The run record, W&B, and the guard: checkpoint manifests, SIGTERM/SIGINT stop, save errors.
+    guard = start_trainer_run(output_dir, resolved, "dpo_config.json", data_files, config, checkpoint,
+                              [config.model_name_or_path, config.adapter_name_or_path])  # fmt: skip
     trainer = pretokenised_dpo_trainer()(
         model=model,
         ref_model=ref_model,

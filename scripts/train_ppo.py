@@ -54,10 +54,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import (  # noqa: E402
+    RUN_CONFIG_FILES,
     ConfigError,
     Settings,
     config_field,
-    config_to_dict,
     parse_config,
     stage_default,
 )
@@ -962,10 +962,7 @@ def parse_args(argv: list[str] | None) -> PPOConfig:
         PPOConfig,
         argv,
         description=__doc__,
-        config_file_flags={
-            "model_config_file": "run config with any of the keys below (run_config/tiny/ppo_config.json)",
-            "lora_hyperparams_file": "LoRA hyper-parameters (lora_r, lora_alpha, lora_dropout, lora_target_modules)",
-        },
+        config_file_flags=RUN_CONFIG_FILES,
     )
 
 
@@ -986,11 +983,11 @@ def main(argv: list[str] | None = None) -> Path:
         check_checkpoint_files(checkpoint)  # before minutes of model loading
     from transformers import set_seed
 
+    from common.training import resolved_settings
+
     precision = config.resolved_precision()
     accelerator = build_accelerator(config, precision)
-    resolved = config_to_dict(config) | {
-        "_resolved": {"precision": precision, "world_size": accelerator.num_processes}
-    }
+    resolved = resolved_settings(config, precision)
     set_seed(config.seed + accelerator.process_index)  # each device samples different rollouts
 
     # ---- Data and models ----------------------------------------------------------------------
