@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -113,7 +115,14 @@ def load_blocks(files: list[Path], tokenizer: Any, block_size: int, cache_dir: s
     blocks = list(pack_blocks(tokenise_documents(iter_documents(files), tokenizer), block_size))
     dataset = datasets.Dataset.from_dict({"input_ids": blocks})
     if cached is not None:
-        dataset.save_to_disk(str(cached))
+        # Written under a private name and renamed whole, so a run reading the cache never sees half of it; when
+        # another run stored the same blocks first, the rename fails and our copy goes.
+        partial = cached.with_name(f"{cached.name}.partial-{os.getpid()}")
+        dataset.save_to_disk(str(partial))
+        try:
+            os.replace(partial, cached)
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
         logger.info("tokenised %d blocks; cached in %s", len(blocks), cached)
     return dataset
 

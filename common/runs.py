@@ -814,8 +814,16 @@ class TrainerRunGuard:
     def train(self, trainer: Any) -> Any:
         """trainer.train from the resolved checkpoint. A failed write becomes one RunError; after SIGTERM or
         SIGINT the saved checkpoint is named and the process exits 143 / 130 (no final save or evaluation)."""
+        import pickle
+
         try:
             result = trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint else None)
+        except pickle.UnpicklingError as err:
+            # The Trainer reads checkpoint state with torch.load(weights_only=True): anything but tensors and
+            # plain containers is refused there, never executed. Say so in one line.
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise RunError(f"refusing to resume from {self.checkpoint}: a file there holds more than tensors and "
+                           f"plain values ({first_line}); nothing in a run folder is executed") from None  # fmt: skip
         except Exception as err:
             pending = self.manifest.pending
             converted = save_error(err, pending or self.output_dir, saving=pending is not None)

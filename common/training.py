@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from common.config import ConfigError, stage_default
-from common.runs import prepare_run_dir, resolve_checkpoint  # noqa: F401  (moved to runs; PPO imports them here)
 from common.settings import (
     AdapterStartSettings,
     DataSettings,

@@ -156,8 +156,6 @@ def main(argv: list[str] | None = None) -> Path:
         include_num_input_tokens_seen="non_padding",
         use_liger_kernel=config.use_liger_kernel,
     )
-    # Every process has checked output_dir above; only after all of them have (TrainingArguments set up
-    # the process group) may rank 0 write into it, or a slower rank would find a "run" there and refuse.
     # Packed rows are padded to cutoff_len on a GPU: one shape, so compiled kernels (flex attention) compile once.
     collator = (
         PackedCollator(tokenizer.pad_token_id, row_length=config.cutoff_len if use_gpu else None)

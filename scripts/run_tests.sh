@@ -8,4 +8,6 @@ bash scripts/setup_env.sh
 . "${VENV:-.venv}/bin/activate"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false WANDB_MODE=offline
 ruff check .
-python -m pytest -q "$@"
+# Two workers (the CI machine has 2 cores), each running whole test files: a file's module fixtures and its
+# launcher runs (torchrun, deepspeed on their default port) stay on one worker. PYTEST_WORKERS=0 runs serially.
+python -m pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"

@@ -294,6 +294,35 @@ def test_damaged_newest_checkpoints_are_skipped_and_the_resume_equals_the_uninte
     assert results["num_input_tokens_seen_whole_run"] == straight["num_input_tokens_seen"]
 
 
+class _PlantedPickle:
+    """Unpickling this creates the marker file: what a replaced checkpoint file would do if it were loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_planted_pickle_in_a_checkpoint_never_runs(tmp_path, tiny_llama, straight_run):
+    """Even with the manifest rewritten to match it, a pickle in place of optimizer.pt is refused unexecuted."""
+    import pickle
+
+    out, marker = tmp_path / "run", tmp_path / "pwned"
+    shutil.copytree(straight_run, out)
+    (out / "model.safetensors").unlink()
+    (out / "checkpoint-4" / "optimizer.pt").write_bytes(pickle.dumps(_PlantedPickle(marker)))
+    manifest = runs.read_checkpoint_manifest(out / "checkpoint-4")
+    runs.write_checkpoint_manifest(out / "checkpoint-4", manifest["run_id"], manifest["global_step"])
+
+    result = run_script(*finetune_args(tiny_llama, out), "--resume_from_checkpoint", "true", check=False)
+    assert not marker.exists()
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"error: refusing to resume from {out / 'checkpoint-4'}: a file there holds more than tensors" in (
+        result.stderr
+    )
+
+
 def test_sigterm_over_an_overwritten_run_saves_stops_and_resumes_to_the_uninterrupted_weights(
     tmp_path, tiny_llama, straight_run
 ):
