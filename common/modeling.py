@@ -105,6 +105,13 @@ def load_training_model(
     loaded = load_causal_lm(model.model_name_or_path, dtype=dtype, attn_implementation=attn,
                             auto_class=auto_class, **kwargs)  # fmt: skip
     attn = loaded.config._attn_implementation  # what transformers settled on, for the log and the run record
+    if quantization is not None and not torch.cuda.is_available():
+        # bitsandbytes 0.50 repacks a 4-bit weight for a faster CPU kernel the first time its layer runs in eval
+        # mode without gradients (evaluation, generation), and that kernel has no backward: training after it
+        # would silently stop reaching the layers below. Keep the trainable layout on CPU.
+        for module in loaded.modules():
+            if hasattr(module, "support_avx512bf16_for_cpu"):
+                module.support_avx512bf16_for_cpu = False
     quantised = ""
     if quantization is not None:
         kind = model.quantization_type if model.quantization_bit == 4 else "LLM.int8"

@@ -100,13 +100,16 @@ def test_rollout_logprobs_equal_the_sampling_distribution(tiny_models, arch):
     torch.testing.assert_close(got, expected, atol=2e-5, rtol=0)
 
 
-@pytest.mark.parametrize("mode", ["lora", "lora_from_sft_adapter", "full"])
+@pytest.mark.parametrize("mode", ["lora", "lora_from_sft_adapter", "full", "qlora"])
 def test_reference_is_the_starting_policy(tmp_path, tiny_llama, tiny_lora_adapter, random_reward_model, mode):
     """Whatever holds the reference (adapter disabled, a frozen adapter copy, a frozen model copy), the
     first rollouts come from a policy equal to it: KL exactly 0 and ratio 1 on the first mini-batch.
     Afterwards the trained weights have moved and only they are saved."""
     out = tmp_path / mode
     extra = {"lora": ["--use_lora", "true"], "full": ["--use_lora", "false"],
+             # The policy's base in 4 bits; generation runs it without gradients before every update, which
+             # must not cost the update its gradients (common.modeling keeps bitsandbytes' trainable layout).
+             "qlora": ["--use_lora", "true", "--quantization_bit", "4"],
              "lora_from_sft_adapter": ["--use_lora", "true", "--adapter_name_or_path", str(tiny_lora_adapter)]}  # fmt: skip
     ppo("--model_name_or_path", str(tiny_llama), "--reward_model", str(random_reward_model), "--max_steps", "2",
         "--output_dir", str(out), *FAST, *extra[mode])  # fmt: skip
