@@ -28,7 +28,9 @@ def check_model_supports_packing(model: Any) -> None:
 
     takes_positions = "position_ids" in inspect.signature(type(model).forward).parameters
     if not takes_positions or getattr(model.config, "alibi", False):
-        raise ValueError(
+        from common.config import ConfigError
+
+        raise ConfigError(
             f"packing needs a model with position ids (LLaMA, Qwen, Mistral, ...); {model.config.model_type} "
             "uses ALiBi, which cannot keep packed examples apart: set packing false (group_by_length true keeps "
             "padding small instead)"
@@ -137,6 +139,12 @@ def positions_restarting_after(input_ids: list[int], separator_id: int) -> list[
     return positions
 
 
+def as_long_tensors(batch: dict[str, list[list[int]]]) -> dict[str, Any]:
+    import torch
+
+    return {key: torch.tensor(value, dtype=torch.long) for key, value in batch.items()}
+
+
 class PackedCollator:
     """Pads packed rows to one length (cutoff_len by default: fixed shapes let compiled kernels compile once).
 
@@ -150,8 +158,6 @@ class PackedCollator:
         self.row_length = row_length
 
     def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, Any]:
-        import torch
-
         width = self.row_length or max(len(row["input_ids"]) for row in rows)
         batch: dict[str, list[list[int]]] = {
             "input_ids": [],
@@ -166,7 +172,7 @@ class PackedCollator:
             # Padding continues as one more "example" of its own (positions 0, 1, ...), which nothing attends to.
             batch["position_ids"].append(row["position_ids"] + list(range(pad)))
             batch["attention_mask"].append([1] * len(row["input_ids"]) + [0] * pad)
-        return {key: torch.tensor(value, dtype=torch.long) for key, value in batch.items()}
+        return as_long_tensors(batch)
 
 
 class DocumentBlockCollator:
@@ -180,8 +186,6 @@ class DocumentBlockCollator:
         self.eos_token_id = eos_token_id
 
     def __call__(self, blocks: list[dict[str, list[int]]]) -> dict[str, Any]:
-        import torch
-
         batch: dict[str, list[list[int]]] = {
             "input_ids": [],
             "labels": [],
@@ -200,7 +204,7 @@ class DocumentBlockCollator:
                 ]
             )
             batch["attention_mask"].append([1] * len(ids))
-        return {key: torch.tensor(value, dtype=torch.long) for key, value in batch.items()}
+        return as_long_tensors(batch)
 
 
 def strip_packed_attention_mask(inputs: dict[str, Any]) -> dict[str, Any]:

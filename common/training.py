@@ -181,30 +181,25 @@ def causal_lm_trainer_class() -> Any:
     return CausalLMTrainer
 
 
-def throughput_metrics(
-    trainer: Any, train_result: Any, step_timer: Any, resumed_from: Path | None
-) -> dict[str, float]:
+def throughput_metrics(session_tokens: int, runtime: float, step_timer: Any) -> dict[str, float]:
     """Speed and memory of this session: real (non-padding) tokens per second over the whole session and over
-    the median step, the first step's time (compilation shows there), and peak GPU memory."""
-    import json
+    the median step, the first step's time (compilation shows there), and peak GPU memory. `session_tokens` is
+    this session's count (whole_run_metrics' num_input_tokens_seen_this_session: a resume counts only its own)."""
     import statistics
 
     import torch
 
-    tokens_before = 0  # a resumed session counts only its own tokens against its own time
-    if resumed_from is not None:
-        state = json.loads((resumed_from / "trainer_state.json").read_text())
-        tokens_before = state.get("num_input_tokens_seen", 0)
-    tokens = trainer.state.num_input_tokens_seen - tokens_before
-    runtime = max(train_result.metrics["train_runtime"], 1e-9)
-    metrics = {"train_real_tokens": tokens, "train_tokens_per_second": tokens / runtime}
+    metrics = {
+        "train_real_tokens": session_tokens,
+        "train_tokens_per_second": session_tokens / max(runtime, 1e-9),
+    }
     durations = step_timer.durations
     if durations:
         median = statistics.median(durations)
         metrics |= {
             "train_step_seconds_median": median,
             "train_first_step_seconds": durations[0],
-            "train_tokens_per_second_median_step": tokens / len(durations) / median,
+            "train_tokens_per_second_median_step": session_tokens / len(durations) / median,
         }
     if torch.cuda.is_available():
         metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30

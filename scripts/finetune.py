@@ -124,10 +124,7 @@ def main(argv: list[str] | None = None) -> Path:
     model = load_training_model(config, precision, config.use_lora, packing=config.packing)
     model.config.use_cache = False  # the KV cache is for generation; in training it only costs memory
     if config.packing:
-        try:
-            check_model_supports_packing(model)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+        check_model_supports_packing(model)
     chunked_loss = not config.use_liger_kernel and supports_chunked_loss(model)
     if chunked_loss:
         add_chunked_loss(model)  # liger brings its own fused head and loss
@@ -179,8 +176,10 @@ def main(argv: list[str] | None = None) -> Path:
     # ---- Save ---------------------------------------------------------------------------------
     trainer.save_model(str(output_dir))  # the adapter alone for LoRA; the full model otherwise
     trainer.save_state()
-    metrics = dict(train_result.metrics) | throughput_metrics(trainer, train_result, step_timer, checkpoint)
+    metrics = dict(train_result.metrics)
     metrics |= guard.whole_run_metrics(trainer.state, metrics)  # loss and tokens over every resumed session
+    metrics |= throughput_metrics(metrics.get("num_input_tokens_seen_this_session", 0), metrics["train_runtime"],
+                                  step_timer)  # fmt: skip
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
     if trainer.is_world_process_zero():

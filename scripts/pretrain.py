@@ -211,10 +211,7 @@ def main(argv: list[str] | None = None) -> Path:
     model = load_training_model(config, precision, config.use_lora, packing=config.packing)
     model.config.use_cache = False
     if config.packing:
-        try:
-            check_model_supports_packing(model)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+        check_model_supports_packing(model)
     if not config.use_liger_kernel and supports_chunked_loss(model):
         add_chunked_loss(model)
     old_vocab = resize_embeddings_mean(model, len(tokenizer))
@@ -260,7 +257,8 @@ def main(argv: list[str] | None = None) -> Path:
     # ---- Save ---------------------------------------------------------------------------------
     metrics = dict(train_result.metrics)
     metrics |= guard.whole_run_metrics(trainer.state, metrics)  # loss and tokens over every resumed session
-    metrics |= throughput_metrics(trainer, train_result, step_timer, checkpoint)
+    metrics |= throughput_metrics(metrics.get("num_input_tokens_seen_this_session", 0), metrics["train_runtime"],
+                                  step_timer)  # fmt: skip
     if use_gpu:
         # Every rank prints its own peak (log_metrics shows rank 0 only); ZeRO-2 shards differ per rank.
         print(f"rank {os.environ.get('RANK', '0')}: peak GPU memory {metrics['peak_gpu_memory_gib']:.3f} GiB, "
