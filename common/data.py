@@ -7,7 +7,9 @@ line, and caches tokenised data.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import inspect
 import json
 import logging
 import random
@@ -94,12 +96,18 @@ def write_json_lines(records: list[dict[str, Any]], path: str | Path) -> None:
 
 # ==== Dataset formats, the registry and bad-record reporting ======================================
 # Every supported format is normalised to one shape before templating:
-#   SFT:        {"system": str | None, "messages": [{"role": "user"|"assistant", "content": str}, ...]}
-#   preference: the same, with the prompt conversation ending on a user turn, plus "chosen" / "rejected"
+#   SFT:        {"system": str | None, "tools": str | None,
+#                "messages": [{"role": "user"|"assistant"|"function_call"|"observation", "content": str}, ...]}
+#               (user-side turns, user or observation, alternate with assistant-side turns, assistant or
+#               function_call; a function_call's content is the call as a JSON string, an observation's the
+#               tool's result, "tools" the tool definitions as a JSON string)
+#   preference: the same, with the prompt conversation ending on a user-side turn, plus "chosen" / "rejected"
+#   KTO:        the same prompt conversation plus "completion" (the answer) and "label" (True = desirable)
 #   pre-train:  {"text": str}
 # plus "_where" (file:line or file: item i, for error messages) and "_source" (the dataset name).
 
 MAX_LISTED_PROBLEMS = 10
+DETECTION_SAMPLE = 2000  # records read to recognise a --data_path file's format (the majority decides)
 ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "history": "history",
                   "system": "system", "chosen": "chosen", "rejected": "rejected"}  # fmt: skip
 SHAREGPT_COLUMNS = {
@@ -109,9 +117,16 @@ SHAREGPT_COLUMNS = {
     "rejected": "rejected",
 }
 SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
+                 "observation_tag": "observation", "function_tag": "function_call",
                  "system_tag": "system"}  # fmt: skip
 OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
-               "system_tag": "system"}  # fmt: skip
+               "observation_tag": "tool", "function_tag": "function_call", "system_tag": "system"}  # fmt: skip
+USER_SIDE, ASSISTANT_SIDE = ("user", "observation"), ("assistant", "function_call")
+# LLaMA-Factory's dataset_info.json keys (its data/README.md): what the registry accepts.
+REGISTRY_COLUMNS = ("prompt", "query", "response", "history", "messages", "system", "tools", "images", "videos",
+                    "audios", "chosen", "rejected", "kto_tag", "text")  # fmt: skip
+MEDIA_COLUMNS = ("images", "videos", "audios")
+SOURCES = ("file", "hf_hub", "ms_hub", "om_hub", "script", "cloud_file")  # values of `load_from`
 _BELLE_TURN = re.compile(r"(?:^|\n)\s*(Human|Assistant)\s*[:：]")
 
 
@@ -126,21 +141,81 @@ class DatasetSpec:
     name: str
     file_name: str | None = None
     hf_hub_url: str | None = None
+    ms_hub_url: str | None = None  # ModelScope: accepted in the registry, refused when the entry is used
+    om_hub_url: str | None = None  # Modelers (OpenMind): likewise
+    script_url: str | None = None  # a dataset loading script: likewise (it would run code)
+    cloud_file_name: str | None = None  # s3:// or gs:// file: likewise
+    load_from: str | None = None  # file, hf_hub, ms_hub, om_hub, script, cloud_file (null: by keys)
+    folder: str | None = None  # a folder of the hub repository
     subset: str | None = None
     split: str = "train"
+    num_samples: int | None = None  # sample this many records (seeded; more than there are repeats some)
     formatting: str = "alpaca"  # alpaca | sharegpt | text
     ranking: bool = False
     columns: dict[str, str] = dataclasses.field(default_factory=dict)
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    detected: bool = False  # a --data_path file whose format was recognised from its records
 
     def column(self, key: str) -> str | None:
         defaults = SHAREGPT_COLUMNS if self.formatting == "sharegpt" else ALPACA_COLUMNS
         if self.formatting == "text":
-            defaults = {"text": "text"}
+            defaults = {"text": self.columns.get("prompt", "text")}
         return self.columns.get(key, defaults.get(key))
 
     def tag(self, key: str) -> str:
         return self.tags.get(key, SHAREGPT_TAGS[key])
+
+    @property
+    def kto(self) -> bool:
+        return bool(self.columns.get("kto_tag"))
+
+    @property
+    def kind(self) -> str:
+        """What the records are for: text, sft, preference or kto."""
+        if self.formatting == "text":
+            return "text"
+        return "kto" if self.kto else "preference" if self.ranking else "sft"
+
+    def source(self) -> str:
+        """Where the records come from (LLaMA-Factory's order when load_from is not given: hub, script,
+        cloud, file; here a local file_name comes first, since every run is meant to work offline)."""
+        if self.load_from:
+            return self.load_from
+        if self.file_name:
+            return "file"
+        for key, source in (("hf_hub_url", "hf_hub"), ("ms_hub_url", "ms_hub"), ("om_hub_url", "om_hub"),
+                            ("script_url", "script"), ("cloud_file_name", "cloud_file")):  # fmt: skip
+            if getattr(self, key):
+                return source
+        return "file"
+
+    def check_usable(self) -> None:
+        """The registry accepts every LLaMA-Factory key; what this repo cannot do offline is refused here,
+        when the entry is used, in one line."""
+        source = self.source()
+        if source == "ms_hub":
+            raise DataError(f"dataset {self.name!r}: ms_hub_url {self.ms_hub_url!r} is on the ModelScope hub, "
+                            "which this repo does not load; download it and register file_name")  # fmt: skip
+        if source == "om_hub":
+            raise DataError(f"dataset {self.name!r}: om_hub_url {self.om_hub_url!r} is on the Modelers "
+                            "(OpenMind) hub, which this repo does not load; download it and register file_name")  # fmt: skip
+        if source == "script":
+            raise DataError(f"dataset {self.name!r}: script_url {self.script_url!r}: dataset loading scripts "
+                            "are not run here (they execute code); convert the data to a file and register file_name")  # fmt: skip
+        if source == "cloud_file":
+            raise DataError(f"dataset {self.name!r}: cloud_file_name {self.cloud_file_name!r} is not read here; "
+                            "copy the file locally and register file_name")  # fmt: skip
+        if source == "hf_hub" and not self.hf_hub_url:
+            raise DataError(f"dataset {self.name!r}: load_from hf_hub needs hf_hub_url")
+        if source == "file" and not self.file_name:
+            raise DataError(f"dataset {self.name!r}: no file_name (and no hub entry this repo can load)")
+        if source == "file" and self.split != "train":
+            raise DataError(f"dataset {self.name!r}: split {self.split!r} only applies to hub datasets; "
+                            "a local file is one split")  # fmt: skip
+        media = [c for c in MEDIA_COLUMNS if self.columns.get(c)]
+        if media:
+            raise DataError(f"dataset {self.name!r}: columns {', '.join(media)} hold multimodal input, which "
+                            "this repo does not train (text-only models)")  # fmt: skip
 
 
 # ---- reading files, collecting problems -----------------------------------------------------------
@@ -149,45 +224,44 @@ class DatasetSpec:
 def read_records(path: str | Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
     """Records of a .json / .jsonl file (array or lines) or a .txt file (one {"text"} per non-empty line).
 
-    With `problems` given, a broken JSON line is noted there and skipped instead of stopping the read.
+    A UTF-8 byte-order mark is dropped. With `problems` given, a line that is not UTF-8 or not a JSON object
+    is noted there and skipped instead of stopping the read (a JSON array is one document: it stops).
     """
     path = Path(path)
-    if path.suffix != ".txt":
-        if problems is None or not path.is_file():
-            return read_json_records(path)
-        try:
-            return read_json_records(path)
-        except DataError as err:
-            if "invalid JSON line" not in str(err):
-                raise
-        return _read_json_lines_lenient(path, problems)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not valid UTF-8 ({err.reason})") from None
-    records = [
-        {"text": line, "_where": f"{path}:{n}"} for n, line in enumerate(text.splitlines(), 1) if line.strip()
-    ]
-    if not records:
+    data = path.read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if not data.strip():
         raise DataError(f"{path}: the file is empty")
-    return records
+    if path.suffix != ".txt" and data.lstrip().startswith(b"["):
+        return read_json_records(path)  # an array: one document, read whole (errors name the line)
 
+    def problem(message: str) -> None:
+        if problems is None:
+            raise DataError(message)
+        problems.append(message)
 
-def _read_json_lines_lenient(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            problem(f"{path}:{number}: not valid UTF-8 ({err.reason})")
+            continue
         if not line.strip():
+            continue
+        if path.suffix == ".txt":
+            records.append({"text": line.rstrip("\r"), "_where": f"{path}:{number}"})
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            problems.append(f"{path}:{number}: invalid JSON line: {err.msg} (column {err.colno})")
+            problem(f"{path}:{number}: invalid JSON line: {err.msg} (column {err.colno})")
             continue
         if not isinstance(record, dict):
-            problems.append(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+            problem(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
             continue
         record["_where"] = f"{path}:{number}"
         records.append(record)
@@ -209,7 +283,7 @@ def report_problems(problems: list[str], skip: bool, what: str) -> None:
                         f"{listed}{more}")  # fmt: skip
     reasons: dict[str, int] = {}
     for problem in problems:
-        reason = re.sub(r"^.*?: ", "", problem, count=1)
+        reason = re.sub(r"^.*?:\d+: |^.*?: item \d+: |^.*?: ", "", problem, count=1)
         reason = re.sub(r"\d+", "N", reason)  # group "turn 3 ..." and "turn 5 ..." together
         reasons[reason] = reasons.get(reason, 0) + 1
     summary = "; ".join(f"{n} × {reason}" for reason, n in sorted(reasons.items(), key=lambda x: -x[1]))
@@ -238,6 +312,27 @@ def _text(
     if required and not allow_empty and not value.strip():
         raise RecordError(f"'{column}' is empty")
     return value
+
+
+def _json_text(value: Any, what: str) -> str:
+    """A tool call or tool list as a JSON string: a string must parse, a list or object is serialised."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except json.JSONDecodeError as err:
+            raise RecordError(f"{what} is not valid JSON ({err.msg})") from None
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    raise RecordError(f"{what} must be a JSON string, object or list, got {type(value).__name__}")
+
+
+def _tools(record: dict[str, Any], spec: DatasetSpec) -> str | None:
+    column = spec.column("tools")
+    value = record.get(column) if column else None
+    if value is None or value == "" or value == []:
+        return None
+    return _json_text(value, f"'{column}'")
 
 
 def split_belle_dialogue(text: str) -> list[dict[str, str]] | None:
@@ -285,6 +380,8 @@ def _sharegpt_messages(record: dict[str, Any], spec: DatasetSpec) -> tuple[str |
     roles = {
         spec.tag("user_tag"): "user",
         spec.tag("assistant_tag"): "assistant",
+        spec.tag("observation_tag"): "observation",
+        spec.tag("function_tag"): "function_call",
         spec.tag("system_tag"): "system",
     }
     system, messages = None, []
@@ -296,6 +393,8 @@ def _sharegpt_messages(record: dict[str, Any], spec: DatasetSpec) -> tuple[str |
         if role is None:
             raise RecordError(f"turn {i}: unknown role {turn.get(spec.tag('role_tag'))!r} "
                               f"(expected one of {', '.join(roles)})")  # fmt: skip
+        if role == "function_call":
+            content = _json_text(content, f"turn {i}: the function call")
         if not isinstance(content, str):
             raise RecordError(f"turn {i}: '{spec.tag('content_tag')}' must be a string")
         if role == "system" and i == 0:
@@ -306,18 +405,22 @@ def _sharegpt_messages(record: dict[str, Any], spec: DatasetSpec) -> tuple[str |
 
 
 def check_conversation(messages: list[dict[str, str]], answer_last: bool = True) -> None:
+    """User-side turns (user, observation) alternate with assistant-side ones (assistant, function_call),
+    starting with the user; training data ends with an answer, a prompt with a user-side turn."""
     for i, message in enumerate(messages):
-        expected = "user" if i % 2 == 0 else "assistant"
-        if message["role"] != expected:
+        expected, side = ("user", USER_SIDE) if i % 2 == 0 else ("assistant", ASSISTANT_SIDE)
+        if message["role"] not in side:
             raise RecordError(f"turn {i} is {message['role']!r} where {expected!r} was expected "
                               "(roles must alternate, starting with the user)")  # fmt: skip
         if expected == "assistant" and not message["content"].strip():
             raise RecordError(f"turn {i}: empty response")
     if not messages:
         raise RecordError("no turns")
-    if answer_last and messages[-1]["role"] != "assistant":
+    if messages[0]["role"] != "user":
+        raise RecordError(f"turn 0 is {messages[0]['role']!r}: a conversation starts with the user")
+    if answer_last and messages[-1]["role"] not in ASSISTANT_SIDE:
         raise RecordError("the conversation ends with a user turn: no answer to train on")
-    if not answer_last and messages[-1]["role"] != "user":
+    if not answer_last and messages[-1]["role"] not in USER_SIDE:
         raise RecordError("the prompt conversation must end with a user turn")
 
 
@@ -338,11 +441,22 @@ def _split_hh_rlhf(chosen: str, rejected: str) -> tuple[list[dict[str, str]], st
     return messages, chosen[start:].strip(), rejected[start:].strip()
 
 
+def _kto_label(record: dict[str, Any], spec: DatasetSpec) -> bool:
+    column = spec.column("kto_tag")
+    if column not in record:
+        raise RecordError(f"'{column}' (the KTO label) is missing")
+    value = record[column]
+    if not isinstance(value, bool):
+        raise RecordError(f"'{column}' (the KTO label) must be true or false, got {value!r}")
+    return value
+
+
 def normalise_record(record: dict[str, Any], spec: DatasetSpec) -> dict[str, Any]:
     """One raw record in the spec's format → the normalised shape above; RecordError says what is wrong."""
     if spec.formatting == "text":
         return {"text": _text(record, spec.column("text"), required=True)}
     system = None
+    tools = _tools(record, spec)
     if spec.ranking:
         chosen_col, rejected_col = spec.column("chosen"), spec.column("rejected")
         response_col = spec.column("response")
@@ -368,7 +482,13 @@ def normalise_record(record: dict[str, Any], spec: DatasetSpec) -> dict[str, Any
                 raise RecordError(f"empty response ('{name}')")
         check_conversation(messages, answer_last=False)
         system = _text(record, spec.column("system"), required=False) or system
-        return {"system": system, "messages": messages, "chosen": chosen, "rejected": rejected}
+        return {
+            "system": system,
+            "tools": tools,
+            "messages": messages,
+            "chosen": chosen,
+            "rejected": rejected,
+        }
     if spec.formatting == "sharegpt":
         system, messages = _sharegpt_messages(record, spec)
     else:
@@ -376,7 +496,15 @@ def normalise_record(record: dict[str, Any], spec: DatasetSpec) -> dict[str, Any
         messages = _alpaca_messages(record, spec, response)
     check_conversation(messages)
     system = _text(record, spec.column("system"), required=False) or system
-    return {"system": system, "messages": messages}
+    if spec.kto:
+        label = _kto_label(record, spec)
+        if messages[-1]["role"] != "assistant":
+            raise RecordError(
+                "a KTO record must end with an assistant answer (the completion that is labelled)"
+            )
+        return {"system": system, "tools": tools, "messages": messages[:-1],
+                "completion": messages[-1]["content"], "label": label}  # fmt: skip
+    return {"system": system, "tools": tools, "messages": messages}
 
 
 def _answer(record: dict[str, Any], column: str, spec: DatasetSpec) -> str:
@@ -393,6 +521,42 @@ def _answer(record: dict[str, Any], column: str, spec: DatasetSpec) -> str:
 # ---- the registry ----------------------------------------------------------------------------------
 
 
+def _registry_spec(path: Path, name: str, entry: Any) -> DatasetSpec:
+    """One entry of dataset_info.json checked key by key (every key LLaMA-Factory documents is known)."""
+    where = f"{path}: dataset {name!r}"
+    if not isinstance(entry, dict):
+        raise DataError(f"{where}: expected an object of keys, got {type(entry).__name__}")
+    known = {f.name for f in dataclasses.fields(DatasetSpec)} - {"name", "detected"}
+    unknown = set(entry) - known
+    if unknown:
+        raise DataError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {sorted(known)}")
+    for key in ("columns", "tags"):
+        if not isinstance(entry.get(key, {}), dict):
+            raise DataError(f"{where}: '{key}' must be an object")
+    unknown = set(entry.get("columns", {})) - set(REGISTRY_COLUMNS)
+    if unknown:
+        raise DataError(f"{where}: unknown column key(s) {sorted(unknown)}; valid: {list(REGISTRY_COLUMNS)}")
+    unknown = set(entry.get("tags", {})) - set(SHAREGPT_TAGS)
+    if unknown:
+        raise DataError(f"{where}: unknown tag key(s) {sorted(unknown)}; valid: {list(SHAREGPT_TAGS)}")
+    if entry.get("load_from") not in (None, *SOURCES):
+        raise DataError(f"{where}: load_from must be one of {', '.join(SOURCES)}, got {entry['load_from']!r}")
+    sources = ("file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
+    if not any(entry.get(key) for key in sources):
+        raise DataError(f"{where} needs one of {', '.join(sources)}")
+    if entry.get("formatting", "alpaca") not in ("alpaca", "sharegpt", "text"):
+        raise DataError(f"{where}: formatting must be alpaca, sharegpt or text")
+    num_samples = entry.get("num_samples")
+    if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
+        raise DataError(f"{where}: num_samples must be a positive integer, got {num_samples!r}")
+    spec = DatasetSpec(name=name, **entry)
+    columns = spec.columns
+    answers = ("response", "query", "history", "messages", "chosen", "rejected", "kto_tag")
+    if "formatting" not in entry and "prompt" in columns and not any(k in columns for k in answers):
+        spec.formatting = "text"  # LLaMA-Factory's pre-training entries: {"columns": {"prompt": "text"}}
+    return spec
+
+
 def load_dataset_info(dataset_dir: str | Path) -> dict[str, DatasetSpec]:
     """dataset_info.json in `dataset_dir` (LLaMA-Factory's format) as specs by name."""
     path = Path(dataset_dir) / "dataset_info.json"
@@ -402,55 +566,87 @@ def load_dataset_info(dataset_dir: str | Path) -> dict[str, DatasetSpec]:
         entries = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
-    known = {f.name for f in dataclasses.fields(DatasetSpec)} - {"name"}
-    specs = {}
-    for name, entry in entries.items():
-        if name.startswith("_"):
-            continue
-        unknown = set(entry) - known
-        if unknown:
-            raise DataError(
-                f"{path}: dataset {name!r}: unknown key(s) {sorted(unknown)}; valid: {sorted(known)}"
-            )
-        if not entry.get("file_name") and not entry.get("hf_hub_url"):
-            raise DataError(f"{path}: dataset {name!r} needs file_name or hf_hub_url")
-        if entry.get("formatting", "alpaca") not in ("alpaca", "sharegpt", "text"):
-            raise DataError(f"{path}: dataset {name!r}: formatting must be alpaca, sharegpt or text")
-        specs[name] = DatasetSpec(name=name, **entry)
-    return specs
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not valid UTF-8 ({err.reason})") from None
+    if not isinstance(entries, dict):
+        raise DataError(f"{path}: expected an object of dataset entries")
+    return {
+        name: _registry_spec(path, name, entry) for name, entry in entries.items() if not name.startswith("_")
+    }
+
+
+def _record_layout(record: dict[str, Any]) -> tuple[str, bool, bool, str | None]:
+    """(formatting, OpenAI role/content tags, ranking, KTO label column) of one raw record."""
+    kto = "kto_tag" if "kto_tag" in record else "label" if isinstance(record.get("label"), bool) else None
+    ranking = "chosen" in record and "rejected" in record
+    if "conversations" in record or "messages" in record:
+        return "sharegpt", "conversations" not in record, ranking, kto
+    if "text" in record and "instruction" not in record:
+        return "text", False, False, None
+    return "alpaca", False, ranking or isinstance(record.get("output"), list), kto
+
+
+def _spec_with_layout(name: str, file_name: str, layout: tuple[str, bool, bool, str | None]) -> DatasetSpec:
+    formatting, openai, ranking, kto = layout
+    spec = DatasetSpec(name=name, file_name=file_name, formatting=formatting, ranking=ranking, detected=True)
+    if openai:
+        spec.columns, spec.tags = {"messages": "messages"}, dict(OPENAI_TAGS)
+    if kto:
+        spec.columns = spec.columns | {"kto_tag": kto}
+    return spec
 
 
 def spec_from_path(data_path: str | Path) -> DatasetSpec:
-    """A spec for a file given directly: .txt is pre-training text; JSON is recognised by its keys."""
+    """A spec for a file given directly: .txt is pre-training text; JSON is recognised by the keys of the
+    majority of its readable records (the first DETECTION_SAMPLE), so one broken line decides nothing."""
     path = Path(data_path)
     spec = DatasetSpec(name=path.name, file_name=str(path))
     if path.suffix == ".txt":
         spec.formatting = "text"
         return spec
     try:
-        first = read_json_records(path)[0]
-    except (DataError, IndexError):
+        records = read_records(path, problems=[])
+    except DataError:
         return spec  # the real read reports the problem with its line
-    if "conversations" in first or "messages" in first:
-        spec.formatting = "sharegpt"
-        if "messages" in first:
-            spec.columns = {"messages": "messages"}
-            spec.tags = dict(OPENAI_TAGS)
-    elif "text" in first and "instruction" not in first:
-        spec.formatting = "text"
-    spec.ranking = "chosen" in first and "rejected" in first
-    if spec.formatting == "alpaca" and isinstance(first.get("output"), list):
-        spec.ranking = True
+    votes = collections.Counter(_record_layout(r) for r in records[:DETECTION_SAMPLE])
+    if not votes:
+        return spec
+    spec = _spec_with_layout(path.name, str(path), votes.most_common(1)[0][0])
+    if any("tools" in r for r in records[:DETECTION_SAMPLE]):
+        spec.columns = spec.columns | {"tools": "tools"}
     return spec
+
+
+KIND_NAMES = {"sft": "instruction/chat", "preference": "preference (chosen/rejected)",
+              "kto": "KTO (labelled answers)", "text": "plain text"}  # fmt: skip
+
+
+def _record_spec(record: dict[str, Any], spec: DatasetSpec, variants: dict[Any, DatasetSpec]) -> DatasetSpec:
+    """The spec one record of a recognised --data_path file is read with: its own layout (alpaca, ShareGPT,
+    OpenAI) when it is the same kind of data as the file's majority; another kind is a bad record."""
+    if not spec.detected:
+        return spec
+    layout = _record_layout(record)
+    if layout[0] == "alpaca" and not {"instruction", "output", "chosen", "rejected"} & record.keys():
+        return spec  # no layout of its own: the majority's names what is missing
+    if layout not in variants:
+        variant = _spec_with_layout(spec.name, spec.file_name or "", layout)
+        variant.columns = variant.columns | ({"tools": "tools"} if "tools" in spec.columns else {})
+        variants[layout] = variant
+    variant = variants[layout]
+    if variant.kind != spec.kind:
+        raise RecordError(f"a {KIND_NAMES[variant.kind]} record in a file of {KIND_NAMES[spec.kind]} records")
+    return variant
 
 
 def _raw_records(
     spec: DatasetSpec, dataset_dir: str | Path, problems: list[str] | None
 ) -> list[dict[str, Any]]:
-    if spec.file_name:
-        path = Path(spec.file_name)
+    spec.check_usable()
+    if spec.source() == "file":
+        path = Path(spec.file_name or "")
         if not path.is_absolute() and not path.exists():
-            path = Path(dataset_dir) / spec.file_name
+            path = Path(dataset_dir) / path
         if path.is_dir():  # a folder: every data file in it, in name order (the pre-training corpus)
             files = sorted(p for p in path.iterdir() if p.suffix in (".txt", ".json", ".jsonl"))
             if not files:
@@ -460,7 +656,7 @@ def _raw_records(
     try:
         import datasets
 
-        hub = datasets.load_dataset(spec.hf_hub_url, spec.subset, split=spec.split)
+        hub = datasets.load_dataset(spec.hf_hub_url, spec.subset, split=spec.split, data_dir=spec.folder)
     except Exception as err:  # noqa: BLE001 - any hub/network failure becomes one clear message
         raise DataError(f"dataset {spec.name!r}: cannot load {spec.hf_hub_url!r} from the Hugging Face hub "
                         f"(offline? set HF_ENDPOINT, or download it and register file_name): "
@@ -468,21 +664,31 @@ def _raw_records(
     return [dict(row, _where=f"{spec.hf_hub_url}[{i}]") for i, row in enumerate(hub)]
 
 
+def sample_records(records: list[Any], num_samples: int, seed: int) -> list[Any]:
+    """LLaMA-Factory's num_samples: a seeded sample in file order; asking for more than there are keeps
+    every record and repeats randomly chosen ones."""
+    rng = random.Random(seed)
+    if num_samples <= len(records):
+        return [records[i] for i in sorted(rng.sample(range(len(records)), num_samples))]
+    return records + [records[i] for i in rng.choices(range(len(records)), k=num_samples - len(records))]
+
+
 def load_normalised(
     spec: DatasetSpec,
     dataset_dir: str | Path = "data_dir",
     skip_bad_records: bool = False,
     max_samples: int | None = None,
+    seed: int = 42,
 ) -> list[dict[str, Any]]:
     """Normalised records of one dataset; bad ones stop the run (listed) or are skipped (counted)."""
     problems: list[str] = []
     raw = _raw_records(spec, dataset_dir, problems)
     if max_samples is not None:
         raw = raw[:max_samples]
-    records = []
+    records, variants = [], {}
     for record in raw:
         try:
-            normal = normalise_record(record, spec)
+            normal = normalise_record(record, _record_spec(record, spec, variants))
         except RecordError as err:
             problems.append(f"{record['_where']}: {err}")
             continue
@@ -490,6 +696,9 @@ def load_normalised(
     report_problems(problems, skip_bad_records, spec.file_name or spec.hf_hub_url or spec.name)
     if not records:
         raise DataError(f"dataset {spec.name!r}: no usable record")
+    if spec.num_samples is not None:
+        logger.info("dataset %s: num_samples %d of %d records", spec.name, spec.num_samples, len(records))
+        records = sample_records(records, spec.num_samples, seed)
     return records
 
 
@@ -520,12 +729,20 @@ def load_mixed(
     file order, so a single --data_path run is what it always was)."""
     records = []
     for spec in specs:
-        part = load_normalised(spec, dataset_dir, skip_bad_records, max_samples)
+        part = load_normalised(spec, dataset_dir, skip_bad_records, max_samples, seed)
         logger.info("dataset %s: %d records", spec.name, len(part))
         records += part
     if len(specs) > 1:
         random.Random(seed).shuffle(records)
     return records
+
+
+def _spec_of(source: str | Path | DatasetSpec, dataset_dir: str | Path) -> DatasetSpec:
+    if isinstance(source, DatasetSpec):
+        return source
+    if Path(source).exists():
+        return spec_from_path(source)
+    return resolve_specs(str(source), None, dataset_dir)[0]
 
 
 def load_preference_records(
@@ -534,22 +751,50 @@ def load_preference_records(
     skip_bad_records: bool = False,
     max_samples: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Preference pairs as {"system", "messages" (prompt, ends on a user turn), "chosen", "rejected"}.
+    """Preference pairs as {"system", "tools", "messages" (prompt, ends on a user turn), "chosen", "rejected"}.
 
     `source`: a registered name, a file (chosen/rejected columns, alpaca `output: [chosen, rejected]`,
     raw HH-RLHF strings, sharegpt ranking) or a DatasetSpec.
     """
-    if isinstance(source, DatasetSpec):
-        spec = source
-    elif Path(source).exists():
-        spec = spec_from_path(source)
-    else:
-        spec = resolve_specs(str(source), None, dataset_dir)[0]
+    spec = _spec_of(source, dataset_dir)
     if not spec.ranking:
         raise DataError(
             f"dataset {spec.name!r} is not a preference dataset (no chosen/rejected; set ranking)"
         )
     return load_normalised(spec, dataset_dir, skip_bad_records, max_samples)
+
+
+def load_kto_records(
+    source: str | Path | DatasetSpec,
+    dataset_dir: str | Path = "data_dir",
+    skip_bad_records: bool = False,
+    max_samples: int | None = None,
+) -> list[dict[str, Any]]:
+    """KTO data as {"system", "tools", "messages" (prompt, ends on a user turn), "completion", "label"}.
+
+    `source`: a registered name whose columns name a kto_tag (LLaMA-Factory's KTO format, alpaca or
+    sharegpt), a file whose records carry `kto_tag` (or a boolean `label`), or a DatasetSpec. `label`
+    True marks a desirable completion, False an undesirable one.
+    """
+    spec = _spec_of(source, dataset_dir)
+    if not spec.kto:
+        raise DataError(f"dataset {spec.name!r} is not KTO data (no true/false label per answer; "
+                        "name it in columns.kto_tag)")  # fmt: skip
+    return load_normalised(spec, dataset_dir, skip_bad_records, max_samples)
+
+
+def refuse_other_kinds(records: list[dict[str, Any]], stage: str) -> None:
+    """SFT trains every answer it is given: refuse text, preference and KTO records with what to do."""
+    for record in records:
+        source = record.get("_source", "?")
+        if "messages" not in record:
+            raise DataError(f"dataset {source!r} is pre-training text, not conversations; {stage} needs "
+                            "instruction or chat data (pre-training: scripts/pretrain.py --dataset)")  # fmt: skip
+        if "chosen" in record:
+            raise DataError(f"dataset {source!r} holds preference pairs; use the RM/DPO scripts")
+        if "label" in record:
+            raise DataError(f"dataset {source!r} is KTO data (each answer labelled desirable or not): {stage} "
+                            "would learn the undesirable answers too; train it with a KTO trainer")  # fmt: skip
 
 
 def tokenise_preferences(
@@ -654,14 +899,20 @@ def tokenise_conversations(
     from common.templates import encode_conversation, get_template
 
     template = get_template(template_name)
-    rows = Dataset.from_dict(
-        {"system": [r.get("system") for r in records], "messages": [r["messages"] for r in records]}
-    )
+    rows = Dataset.from_dict({"system": [r.get("system") for r in records],
+                              "tools": [r.get("tools") for r in records],
+                              "messages": [r["messages"] for r in records]})  # fmt: skip
+    with_tools = next((r for r in records if r.get("tools")), None)
+    if with_tools is not None and "tools" not in inspect.signature(encode_conversation).parameters:
+        raise DataError(f"{with_tools.get('_where', '?')}: the record defines tools, which the chat templates "
+                        "cannot render yet (common/templates.py has no tools argument)")  # fmt: skip
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {"input_ids": [], "attention_mask": [], "labels": []}
-        for system, messages in zip(batch["system"], batch["messages"], strict=True):
-            example = encode_conversation(template, tokenizer, messages, system, cutoff_len, train_on_inputs)
+        for system, tools, messages in zip(batch["system"], batch["tools"], batch["messages"], strict=True):
+            extra = {"tools": tools} if tools else {}  # only tool data needs a tool-aware template
+            example = encode_conversation(template, tokenizer, messages, system, cutoff_len, train_on_inputs,
+                                          **extra)  # fmt: skip
             for key in out:
                 out[key].append(example[key] if example else [])
         return out
@@ -716,11 +967,7 @@ def load_tokenised(
     if template_name == "tokenizer" and not getattr(tokenizer, "chat_template", None):
         raise DataError("--template tokenizer: this tokenizer has no chat_template; choose a named template")
     records = load_mixed(specs, dataset_dir, skip_bad_records, max_samples, seed)
-    if "messages" not in records[0]:
-        raise DataError(f"dataset {records[0]['_source']!r} is pre-training text, not conversations; "
-                        "fine-tuning needs instruction or chat data")  # fmt: skip
-    if "chosen" in records[0]:
-        raise DataError(f"dataset {records[0]['_source']!r} holds preference pairs; use the RM/DPO scripts")
+    refuse_other_kinds(records, "fine-tuning")
     dataset = tokenise_conversations(records, tokenizer, template_name, cutoff_len, train_on_inputs, num_proc)
     if cached is not None:
         import os
