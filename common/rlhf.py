@@ -1,4 +1,4 @@
-"""Loss and advantage math shared by reward modelling, DPO and PPO.
+"""Loss and advantage math of reward modelling, DPO (and ORPO, SimPO, KTO), PPO and GRPO.
 
 Small pure functions on tensors, so tests can check each one against a hand computation:
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-DPO_LOSS_TYPES = ("sigmoid", "ipo", "hinge")
+DPO_LOSS_TYPES = ("sigmoid", "ipo", "hinge")  # against a reference policy
+REFERENCE_FREE_LOSS_TYPES = ("orpo", "simpo")  # from the policy's own log-probabilities alone
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -68,6 +69,66 @@ def dpo_loss(
     if loss_type == "hinge":
         return torch.relu(1.0 - beta * h)
     raise ValueError(f"loss_type must be one of {DPO_LOSS_TYPES}, got {loss_type!r}")
+
+
+def orpo_loss(chosen_avg_logp: torch.Tensor, rejected_avg_logp: torch.Tensor, lam: float) -> torch.Tensor:
+    """Per-pair ORPO loss (Hong et al. 2024) from length-averaged answer log-probabilities a = log P / |y|.
+
+    odds(y) = P / (1 - P) with P = exp(a), so log odds = a - log(1 - exp(a));
+    loss = -a_chosen + lam * -log sigmoid(log odds(chosen) - log odds(rejected))
+    (the SFT term on the chosen answer plus the odds-ratio term).
+    """
+    log_odds = (chosen_avg_logp - rejected_avg_logp) - (
+        log1mexp(chosen_avg_logp) - log1mexp(rejected_avg_logp)
+    )
+    return -chosen_avg_logp - lam * F.logsigmoid(log_odds)
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x < 0, stable at both ends (Maechler 2012)."""
+    return torch.where(x > -0.6931471805599453, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def simpo_loss(
+    chosen_avg_logp: torch.Tensor, rejected_avg_logp: torch.Tensor, beta: float, gamma: float
+) -> torch.Tensor:
+    """Per-pair SimPO loss (Meng et al. 2024): -log sigmoid(beta * (a_chosen - a_rejected) - gamma), where a is
+    the length-averaged answer log-probability and gamma the target reward margin."""
+    return -F.logsigmoid(beta * (chosen_avg_logp - rejected_avg_logp) - gamma)
+
+
+def kto_loss(
+    policy_logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    desirable: torch.Tensor,
+    kl: torch.Tensor | float,
+    beta: float,
+    desirable_weight: float = 1.0,
+    undesirable_weight: float = 1.0,
+) -> torch.Tensor:
+    """Per-example KTO loss (Ethayarajh et al. 2024) of unpaired examples.
+
+    r = log pi(y|x) - log ref(y|x) (summed over the answer), z = the batch's KL estimate (clamped at 0):
+    desirable:   desirable_weight   * (1 - sigmoid(beta * (r - z)))
+    undesirable: undesirable_weight * (1 - sigmoid(beta * (z - r)))
+    """
+    r = policy_logp - ref_logp
+    kl = torch.as_tensor(kl, dtype=r.dtype).clamp(min=0)
+    good = desirable_weight * (1 - torch.sigmoid(beta * (r - kl)))
+    bad = undesirable_weight * (1 - torch.sigmoid(beta * (kl - r)))
+    return torch.where(desirable.bool(), good, bad)
+
+
+def group_advantages(rewards: torch.Tensor, num_generations: int, scale: str = "group") -> torch.Tensor:
+    """GRPO's advantages: each reward minus the mean of its group (the num_generations answers to one prompt,
+    consecutive in `rewards`), divided by the group's standard deviation (Bessel-corrected, + 1e-4) for
+    scale "group", by the whole batch's for "batch", or not at all for "none"."""
+    groups = rewards.view(-1, num_generations)
+    centred = (groups - groups.mean(dim=1, keepdim=True)).reshape(-1)
+    if scale == "none":
+        return centred
+    std = groups.std(dim=1).repeat_interleave(num_generations) if scale == "group" else rewards.std()
+    return centred / (std + 1e-4)
 
 
 def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,479 @@
+"""Group relative policy optimisation (GRPO) of an SFT policy against rule rewards and/or our reward model,
+with TRL's GRPOTrainer.
+
+    python scripts/train_grpo.py --model_config_file run_config/tiny/grpo_config.json
+    torchrun --nproc_per_node=8 scripts/train_grpo.py --model_config_file run_config/grpo_config.json
+    deepspeed --num_gpus=8 scripts/train_grpo.py --model_config_file run_config/grpo_config.json \\
+        --deepspeed run_config/deepspeed_config.json                    # ZeRO-2 (ZeRO-3 is refused)
+
+Each optimizer step (`batch_size` counts completions, so it takes batch_size / num_generations prompts):
+  1. rollout: every prompt is answered `num_generations` times by sampling at `temperature`; a completion ends
+     at eos or at the template's end marker, or is cut at max_new_tokens;
+  2. score: each function named in `reward_funcs` scores each completion; the reward is their sum weighted by
+     `reward_weights` (rules from common/rewards.py: exact_answer, answer_format, length_penalty; and
+     `reward_model`, the model of scripts/train_rm.py at `reward_model_path`, which reads prompt + completion
+     ids as it was trained: right-padded, its score at the last token);
+  3. advantages: within each prompt's group, (reward - group mean) / (group std + 1e-4), the std Bessel-corrected
+     (scale_rewards group; batch: the batch's std; none: not divided) (common/rlhf.py: group_advantages);
+  4. update: `num_iterations` passes of the clipped policy-gradient loss on each completion token, the ratio to
+     the sampling policy clipped to [1 - cliprange, 1 + cliprange] (it is 1 in the first pass), tokens averaged
+     over the accumulated batch (loss_type dapo; grpo: per completion first), plus kl_coef times a per-token
+     KL estimate to the reference when kl_coef > 0.
+
+Prompts come from any SFT data (alpaca/BELLE, ShareGPT, OpenAI messages) or math-style {"prompt", "answer"}
+records (`--dataset sample_math`): the prompt is every turn before the last answer, rendered with the SFT
+template (common/templates.py: encode_generation_prompt), so GRPO samples in the format SFT taught; the last
+answer (or `answer`) is what exact_answer compares with. Prompts over max_prompt_len tokens are left out.
+
+The reference (only held when kl_coef > 0) is the starting policy: the model with the LoRA adapter disabled
+(a new adapter), a frozen copy of the SFT adapter (`adapter_name_or_path` with LoRA), or a second copy of the
+model (full fine-tuning; an SFT adapter must then be merged first, with scripts/merge_lora.py).
+
+Logged every logging_steps, to the console, W&B and grpo_log.jsonl: the mean reward of each function
+(rewards/<name>/mean), the total reward and its std, KL (when kl_coef > 0), completion lengths and the share
+cut at max_new_tokens, clip ratios. grpo_rollouts.jsonl keeps every rollout's completions, per-function rewards
+and advantages. The output folder gets the policy (adapter or full model; generate.py and merge_lora.py read
+it), the tokenizer, grpo_config.json, run_manifest.json and trainer_state.json; checkpoints (every
+save_steps) resume with --resume_from_checkpoint true, equal to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
+
+from common.config import (  # noqa: E402
+    RUN_CONFIG_FILES,
+    ConfigError,
+    Settings,
+    config_field,
+    parse_config,
+    stage_default,
+)
+from common.runs import run_as_script, setup_logging  # noqa: E402
+from common.settings import (  # noqa: E402
+    AdapterStartSettings,
+    DataSourceSettings,
+    LoraSettings,
+    ModelSettings,
+    RunSettings,
+    TrainSettings,
+)
+
+logger = logging.getLogger("train_grpo")
+GRPO_LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo")
+SCALE_REWARDS = ("group", "batch", "none")
+
+
+@dataclasses.dataclass
+class GRPOSettings(Settings):
+    reward_funcs: list[str] = config_field(
+        ["exact_answer", "answer_format"],
+        "rewards summed per completion: rules of common/rewards.py (exact_answer, answer_format, "
+        "length_penalty) and reward_model (the model at reward_model_path)",
+    )
+    reward_weights: list[float] | None = config_field(None, "one weight per reward_funcs entry (null: all 1)")
+    reward_model_path: str | None = config_field(
+        None, "reward model folder written by scripts/train_rm.py (for reward_model)"
+    )
+    answer_pattern: str = config_field(
+        r"The answer is:?\s*(.+?)\s*\.?\s*$",
+        "regular expression of the required answer layout (answer_format); its group 1 is the answer "
+        "exact_answer compares",
+    )
+    num_generations: int = config_field(8, "completions sampled per prompt (a group)")
+    max_prompt_len: int = config_field(256, "prompts longer than this many tokens are left out (counted)")
+    max_new_tokens: int = config_field(128, "longest completion")
+    temperature: float = config_field(1.0, "sampling temperature (also used in the loss)")
+    kl_coef: float = config_field(
+        0.0, "weight of the per-token KL to the reference in the loss (0: no reference is held)"
+    )
+    cliprange: float = config_field(0.2, "clip range of the policy ratio")
+    num_iterations: int = config_field(1, "update passes over each batch of rollouts")
+    scale_rewards: str = config_field(
+        "group", "divide advantages by the group's reward std (group), the batch's (batch), or not (none)"
+    )
+    loss_type: str = config_field(
+        "dapo",
+        "token averaging: dapo (over the accumulated batch), grpo (per completion, then over completions), "
+        "dr_grpo (by max_new_tokens), bnpo (over the local batch)",
+    )
+
+    def check(self) -> None:
+        from common.rewards import RULES
+
+        known = [*RULES, "reward_model"]
+        unknown = [name for name in self.reward_funcs if name not in known]
+        if not self.reward_funcs or unknown:
+            raise ConfigError(
+                f"reward_funcs: unknown {unknown or 'empty list'}; choose from {', '.join(known)}"
+            )
+        if len(set(self.reward_funcs)) != len(self.reward_funcs):
+            raise ConfigError(f"reward_funcs names a reward twice: {self.reward_funcs}")
+        if self.reward_weights is not None:
+            try:  # common.config reads every list as strings
+                self.reward_weights = [float(weight) for weight in self.reward_weights]
+            except ValueError:
+                raise ConfigError(f"reward_weights must be numbers, got {self.reward_weights}") from None
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ConfigError(f"reward_weights has {len(self.reward_weights)} entries for "
+                              f"{len(self.reward_funcs)} reward_funcs")  # fmt: skip
+        if ("reward_model" in self.reward_funcs) != bool(self.reward_model_path):
+            raise ConfigError(
+                "reward_model in reward_funcs and reward_model_path go together: name both or neither"
+            )
+        if self.num_generations < 2:
+            raise ConfigError(
+                "num_generations must be at least 2 (advantages compare answers within a group)"
+            )
+        if self.temperature <= 0:
+            raise ConfigError("temperature must be > 0 (GRPO needs sampled completions)")
+        if self.kl_coef < 0:
+            raise ConfigError(f"kl_coef must be >= 0, got {self.kl_coef}")
+        if self.scale_rewards not in SCALE_REWARDS:
+            raise ConfigError(
+                f"scale_rewards must be one of {', '.join(SCALE_REWARDS)}, got {self.scale_rewards!r}"
+            )
+        if self.loss_type not in GRPO_LOSS_TYPES:
+            raise ConfigError(
+                f"loss_type must be one of {', '.join(GRPO_LOSS_TYPES)}, got {self.loss_type!r}"
+            )
+        try:
+            import re
+
+            re.compile(self.answer_pattern)
+        except re.error as err:
+            raise ConfigError(f"answer_pattern is not a regular expression: {err}") from None
+
+
+@dataclasses.dataclass
+class GRPOStageConfig(
+    GRPOSettings,
+    RunSettings,
+    LoraSettings,
+    TrainSettings,
+    DataSourceSettings,
+    AdapterStartSettings,
+    ModelSettings,
+):
+    dataset: str | None = stage_default("sample_math")
+    batch_size: int = stage_default(16)
+    per_device_train_batch_size: int = stage_default(8)
+    learning_rate: float = stage_default(1e-6)
+    lr_scheduler_type: str = stage_default("constant")
+    save_steps: int = stage_default(100)
+    logging_steps: int = stage_default(1)
+    output_dir: str = stage_default("trained_models/tiny-llama-grpo")
+    wandb_project: str = stage_default("belle-rlhf")
+
+    def check(self) -> None:
+        if self.packing or self.group_by_length:
+            raise ConfigError("packing and group_by_length shape SFT batches; GRPO batches prompt groups")
+        if (
+            self.per_device_train_batch_size % self.num_generations
+            and self.num_generations % self.per_device_train_batch_size
+        ):
+            raise ConfigError(f"per_device_train_batch_size ({self.per_device_train_batch_size}) and num_generations "
+                              f"({self.num_generations}): one must divide the other")  # fmt: skip
+        if self.batch_size % self.num_generations:
+            raise ConfigError(f"batch_size ({self.batch_size}, completions per step) must be a multiple of "
+                              f"num_generations ({self.num_generations})")  # fmt: skip
+        if self.kl_coef > 0 and self.adapter_name_or_path and not self.use_lora:
+            raise ConfigError("full fine-tuning with kl_coef > 0 loads its reference from model_name_or_path, which "
+                              "lacks adapter_name_or_path: merge the adapter first (scripts/merge_lora.py)")  # fmt: skip
+        if self.quantization_bit and self.adapter_name_or_path:
+            raise ConfigError("quantization_bit with adapter_name_or_path: merge the SFT adapter first "
+                              "(scripts/merge_lora.py), then train a new QLoRA adapter on the merged model")  # fmt: skip
+        if self.deepspeed:
+            try:
+                zero = json.loads(Path(self.deepspeed).read_text()).get("zero_optimization", {})
+            except (OSError, ValueError) as err:
+                raise ConfigError(f"cannot read the DeepSpeed config {self.deepspeed}: {err}") from None
+            if zero.get("stage", 0) == 3:
+                raise ConfigError(
+                    "ZeRO-3 shards the weights that generate() needs whole; use ZeRO-2 for GRPO"
+                )
+
+
+# ---- Data ------------------------------------------------------------------------------------------
+
+
+def load_prompts(config: GRPOStageConfig, tokenizer: Any) -> tuple[Any, list[str]]:
+    """A datasets.Dataset of prompt (text, for logs and rules), prompt_ids (our template's) and answer, and the
+    data files read."""
+    from datasets import Dataset
+
+    from common.data import DataError, load_mixed, resolve_specs, spec_files
+    from common.templates import encode_generation_prompt, get_template
+
+    specs = resolve_specs(config.dataset, config.data_path, config.dataset_dir)
+    for spec in specs:
+        if spec.formatting == "alpaca" and not spec.columns and _first_keys(spec) >= {"prompt", "answer"}:
+            # a {"prompt", "answer"} file given directly
+            spec.columns = {"prompt": "prompt", "response": "answer"}
+    records = load_mixed(specs, config.dataset_dir, config.skip_bad_records, config.max_samples, config.seed)
+    template = get_template(config.template)
+    rows, too_long = [], 0
+    for record in records:
+        messages = record["messages"]
+        if "chosen" in record:  # preference pairs: the prompt turns, the chosen answer
+            turns, answer = messages, record["chosen"]
+        else:
+            turns, answer = messages[:-1], messages[-1]["content"]
+        ids = encode_generation_prompt(template, tokenizer, turns, record.get("system"))
+        if len(ids) > config.max_prompt_len:
+            too_long += 1
+            continue
+        rows.append({"prompt": tokenizer.decode(ids), "prompt_ids": ids, "answer": answer})
+    if too_long:
+        logger.warning(
+            "left out %d prompts longer than max_prompt_len=%d tokens", too_long, config.max_prompt_len
+        )
+    if not rows:
+        raise DataError(f"no prompt of at most max_prompt_len={config.max_prompt_len} tokens")
+    logger.info("GRPO prompts: %d (template %s)", len(rows), config.template)
+    return Dataset.from_list(rows), spec_files(specs, config.dataset_dir)
+
+
+def _first_keys(spec: Any) -> set[str]:
+    from common.data import read_json_records
+
+    try:
+        return set(read_json_records(spec.file_name)[0]) if spec.file_name else set()
+    except Exception:  # noqa: BLE001 - the real read reports the problem with its line
+        return set()
+
+
+# ---- Rewards ---------------------------------------------------------------------------------------
+
+
+class RewardModelScore:
+    """`reward_model`: the score of scripts/train_rm.py's model on prompt + completion ids, as it was trained
+    (right-padded rows, the score head at the last token that is not padding)."""
+
+    __name__ = "reward_model"
+
+    def __init__(self, path: str, dtype: Any) -> None:
+        from transformers import AutoModelForSequenceClassification
+
+        from common.modeling import load_causal_lm
+
+        self.model = load_causal_lm(path, dtype=dtype, auto_class=AutoModelForSequenceClassification)
+        self.model.requires_grad_(False).eval()
+        self.pad_id = self.model.config.pad_token_id
+
+    def to(self, device: Any) -> RewardModelScore:
+        self.model.to(device)
+        return self
+
+    def __call__(self, completion_ids: list[list[int]], prompt_ids: list[list[int]], **_: Any) -> list[float]:
+        import torch
+
+        rows = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids, strict=True)]
+        width = max(len(row) for row in rows)
+        ids = torch.tensor(
+            [row + [self.pad_id] * (width - len(row)) for row in rows], device=self.model.device
+        )
+        mask = torch.tensor(
+            [[1] * len(row) + [0] * (width - len(row)) for row in rows], device=self.model.device
+        )
+        with torch.no_grad():
+            return self.model(input_ids=ids, attention_mask=mask).logits[:, 0].float().tolist()
+
+
+def build_rewards(config: GRPOStageConfig, precision: str) -> list[Any]:
+    """The reward functions, in the order of `reward_funcs` (their rewards/<name>/mean in the logs)."""
+    from common.modeling import torch_dtype
+    from common.rewards import build_rule_rewards
+
+    rewards = []
+    for name in config.reward_funcs:
+        if name == "reward_model":
+            rewards.append(RewardModelScore(config.reward_model_path, torch_dtype(precision)))
+        else:
+            rewards += build_rule_rewards([name], config.answer_pattern, config.max_new_tokens)
+    return rewards
+
+
+class RecordedReward:
+    """A reward function that keeps its last scores, so each rollout's per-function rewards can be written
+    beside the advantages TRL computed from them."""
+
+    def __init__(self, func: Any) -> None:
+        self.func, self.__name__, self.last = func, func.__name__, []
+
+    def __call__(self, **kwargs: Any) -> list[float]:
+        self.last = list(self.func(**kwargs))
+        return self.last
+
+
+# ---- Trainer ---------------------------------------------------------------------------------------
+
+
+def template_grpo_trainer() -> Any:
+    """GRPOTrainer that samples from our template's prompt_ids (TRL would re-tokenise the prompt text) and writes
+    each rollout to grpo_rollouts.jsonl."""
+    from trl import GRPOTrainer
+
+    class TemplateGRPOTrainer(GRPOTrainer):
+        def _generate_and_score_completions(self, inputs):
+            self._batch_prompt_ids = [list(x["prompt_ids"]) for x in inputs]
+            output = super()._generate_and_score_completions(inputs)
+            if self.model.training and self.accelerator.is_main_process:
+                self._write_rollout(inputs, output)
+            return output
+
+        def _tokenize_prompts(self, prompts):
+            if len(prompts) != len(self._batch_prompt_ids):
+                raise RuntimeError("prompts and prompt_ids out of step")
+            return list(self._batch_prompt_ids), None, {}
+
+        def _write_rollout(self, inputs, output):
+            completions = self.processing_class.batch_decode(
+                output["completion_ids"], skip_special_tokens=True
+            )
+            record = {
+                "step": self.state.global_step,
+                "num_generations": self.num_generations,
+                "prompts": [x["prompt"] for x in inputs],
+                "completions": completions,
+                "rewards": {f.__name__: f.last for f in self.reward_funcs if isinstance(f, RecordedReward)},
+                "reward_weights": self.reward_weights.tolist(),
+                "advantages": output["advantages"].tolist(),
+            }
+            with open(Path(self.args.output_dir) / "grpo_rollouts.jsonl", "a", encoding="utf-8") as log:
+                log.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    return TemplateGRPOTrainer
+
+
+def jsonl_log_callback(path: Path) -> Any:
+    """Each logged step as one JSON line, and a short console line (reward per function, KL, length, clipping)."""
+    from transformers import TrainerCallback
+
+    class JsonlLog(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or not state.is_world_process_zero or "reward" not in logs:
+                return
+            with open(path, "a", encoding="utf-8") as log:
+                log.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+            per_function = " ".join(f"{k.split('/')[1]} {v:.3f}" for k, v in logs.items()
+                                    if k.startswith("rewards/") and k.endswith("/mean"))  # fmt: skip
+            kl = f" kl {logs['kl']:.4f}" if "kl" in logs else ""
+            logger.info("step %d/%d: reward %.3f (%s)%s length %.1f clipped %.2f clip ratio %.3f", state.global_step,
+                        state.max_steps, logs["reward"], per_function, kl, logs.get("completions/mean_length", 0),
+                        logs.get("completions/clipped_ratio", 0), logs.get("clip_ratio/region_mean", 0))  # fmt: skip
+
+    return JsonlLog()
+
+
+def main(argv: list[str] | None = None) -> Path:
+    setup_logging()
+    # ---- Config -------------------------------------------------------------------------------
+    config = parse_config(GRPOStageConfig, argv, description=__doc__, config_file_flags=RUN_CONFIG_FILES)
+    from common.runs import log_config_to_wandb, prepare_run_dir, start_trainer_run
+
+    output_dir, checkpoint = prepare_run_dir(config)
+
+    import torch
+    from transformers import set_seed
+    from trl import GRPOConfig
+
+    from common.modeling import count_parameters, load_training_model
+    from common.templates import get_template, stop_token_ids
+    from common.training import load_stage_tokenizer, lora_config, resolved_settings, trainer_arguments
+
+    precision = config.resolved_precision()
+    resolved = resolved_settings(config, precision)
+    set_seed(config.seed)
+
+    # ---- Data ---------------------------------------------------------------------------------
+    tokenizer = load_stage_tokenizer(
+        config.model_name_or_path, config.adapter_name_or_path, padding_side="left"
+    )
+    prompts, data_files = load_prompts(config, tokenizer)
+
+    # ---- Model, reference and rewards -----------------------------------------------------------
+    model = load_training_model(config, precision, config.use_lora)
+    peft_config = None
+    if config.use_lora and config.adapter_name_or_path:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, config.adapter_name_or_path, is_trainable=True)
+        logger.info("LoRA: training the SFT adapter %s", config.adapter_name_or_path)
+    elif config.use_lora:
+        peft_config = lora_config(config, model, "CAUSAL_LM", config.model_type)
+        logger.info("LoRA (%s)", ", ".join(peft_config.target_modules))
+    elif config.adapter_name_or_path:
+        from common.modeling import merge_adapter
+
+        model = merge_adapter(model, config.adapter_name_or_path)
+    # A completion ends at eos or at the template's end marker, as in generate.py and PPO.
+    model.generation_config.eos_token_id = stop_token_ids(get_template(config.template), tokenizer)
+    rewards = [RecordedReward(func) for func in build_rewards(config, precision)]
+
+    # ---- Train --------------------------------------------------------------------------------
+    args = GRPOConfig(
+        **trainer_arguments(config, config, output_dir, precision, has_eval=False),
+        num_generations=config.num_generations,
+        max_completion_length=config.max_new_tokens,
+        temperature=config.temperature,
+        beta=config.kl_coef,
+        epsilon=config.cliprange,
+        num_iterations=config.num_iterations,
+        scale_rewards=config.scale_rewards,
+        loss_type=config.loss_type,
+        reward_weights=config.reward_weights,
+        disable_dropout=True,
+        log_completions=False,
+    )
+    # The run record, W&B, and the guard: checkpoint manifests, SIGTERM/SIGINT stop, save errors.
+    guard = start_trainer_run(output_dir, resolved, "grpo_config.json", data_files, config, checkpoint,
+                              [config.model_name_or_path, config.adapter_name_or_path, config.reward_model_path])  # fmt: skip
+    trainer = template_grpo_trainer()(
+        model=model,
+        reward_funcs=rewards,
+        args=args,
+        train_dataset=prompts,
+        processing_class=tokenizer,
+        callbacks=[*guard.callbacks, jsonl_log_callback(output_dir / "grpo_log.jsonl")],
+        peft_config=peft_config,
+    )
+    for reward in rewards:
+        if isinstance(reward.func, RewardModelScore):
+            reward.func.to(trainer.accelerator.device)
+    trainable, total = count_parameters(trainer.model)
+    logger.info("trainable parameters: %s of %s (%.2f%%), precision %s; reference: %s", f"{trainable:,}",
+                f"{total:,}", 100 * trainable / total, precision,
+                "none (kl_coef 0)" if not config.kl_coef else "a frozen copy" if trainer.ref_model is not None
+                else "the policy with its adapter disabled or the frozen copy of the SFT adapter")  # fmt: skip
+    train_result = guard.train(trainer)  # SIGTERM/SIGINT: exits 143/130 here, after saving a checkpoint
+
+    # ---- Save ---------------------------------------------------------------------------------
+    trainer.save_model(str(output_dir))
+    if trainer.is_world_process_zero() and (output_dir / "ref").is_dir():
+        import shutil
+
+        shutil.rmtree(output_dir / "ref")  # TRL's frozen copy of the starting SFT adapter, not a result
+    trainer.save_state()
+    metrics = dict(train_result.metrics)
+    metrics |= guard.whole_run_metrics(trainer.state, metrics)
+    if torch.cuda.is_available():
+        metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(output_dir))
+        log_config_to_wandb(config.report_to, resolved)
+        print(f"GRPO {'adapter' if config.use_lora else 'model'} and run record saved in {output_dir}")
+    return output_dir
+
+
+if __name__ == "__main__":
+    run_as_script(main)
