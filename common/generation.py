@@ -1,0 +1,655 @@
+"""One generation engine for generate.py, the API server, the terminal and web chats, and PPO's rollouts.
+
+Prompts are rendered by `common.templates.encode_generation_prompt`, the code training uses, so a served
+model sees exactly the token ids it was trained on. Decoding is continuous batching over a Hugging Face
+causal LM and its ordinary KV cache:
+
+- up to `max_batch_size` sequences decode together, one token each per forward pass;
+- a finished sequence leaves the batch at once and a waiting request takes its place: its prompt is run on
+  its own (prefill, left-padded with the other newcomers) and its cache is joined to the running batch,
+  left-padded to the same width; position ids count each row from its own first real token, so a row's
+  logits do not depend on its neighbours or on the padding (BLOOM's ALiBi reads the attention mask);
+- offline work (`generate`) is admitted longest prompt first, so rows of similar length share a batch and
+  the memory peak comes first; the results come back in the caller's order.
+
+Every request has its own SamplingParams: max_tokens, temperature (0: greedy), top_p, top_k, repetition
+penalty, stop strings and a seed (a seeded request draws from its own generator, so its answer does not
+depend on what else is in the batch). Generation ends at the template's stop tokens and the model's eos.
+
+transformers 5.23's own continuous batching (`generate_batch`, paged attention) was tried: on CPU it needs
+hand-sized caches and ran ~7x slower per step than this loop on the tiny models, it refuses BLOOM-style
+attention, and it has no per-request seeds; it is not used.
+
+`Engine` is the interface the scripts use (`encode`, `generate`, `submit`, `start`, `close`); `load_engine`
+builds the one backend shipped, `HFEngine`. Another backend (vLLM, SGLang) would implement `Engine`; none is
+shipped because none can be tested here.
+
+    python -c "from common.generation import load_engine; e = load_engine('models/tiny-llama'); \\
+        print(e.chat([{'role': 'user', 'content': 'hi'}]).text)"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class GenerationError(ValueError):
+    """A request the engine cannot serve (bad sampling settings, prompt too long); the message says why."""
+
+
+class EngineOverloaded(RuntimeError):
+    """The engine's queue of waiting requests is full; try again later."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """How one request is decoded."""
+
+    max_tokens: int = 256  # most new tokens
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0: off
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the prompt or answer
+    seed: int | None = None  # a sampled request with a seed draws from its own generator
+    stop: tuple[str, ...] = ()  # the answer ends before the first of these strings
+
+    def check(self) -> None:
+        if self.max_tokens < 1:
+            raise GenerationError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise GenerationError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise GenerationError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise GenerationError(f"top_k must be >= 0, got {self.top_k}")
+        if self.repetition_penalty <= 0:
+            raise GenerationError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise GenerationError("stop strings must be non-empty strings")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclasses.dataclass
+class Completion:
+    """One finished request."""
+
+    prompt_ids: list[int]
+    token_ids: list[int]  # the generated ids, the stop token included when one ended the answer
+    text: str  # the answer, without the stop token or stop string
+    finish_reason: str  # "stop" (stop token or string) or "length" (max_tokens or the context ran out)
+    first_token_at: float = 0.0  # time.perf_counter() when the first token was ready
+
+
+Event = tuple[str, Any]  # ("delta", text), ("done", Completion) or ("error", message)
+
+
+class RequestHandle:
+    """A submitted request: `cancel()` drops it; `events()` (when submitted without a callback) yields its
+    events until ("done", ...) or ("error", ...)."""
+
+    def __init__(self, on_event: Callable[[Event], None] | None) -> None:
+        self._queue: queue.Queue[Event] | None = None if on_event else queue.Queue()
+        self._on_event = on_event or self._queue.put  # type: ignore[union-attr]
+        self.cancelled = False
+
+    def emit(self, event: Event) -> None:
+        self._on_event(event)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def events(self) -> Iterator[Event]:
+        assert self._queue is not None, "events() is for requests submitted without on_event"
+        while True:
+            event = self._queue.get()
+            yield event
+            if event[0] in ("done", "error"):
+                return
+
+
+class Engine:
+    """What every backend offers. Prompts are token ids from `encode`."""
+
+    tokenizer: Any
+    context_length: int | None  # most tokens (prompt + answer) a sequence may hold; None: no known limit
+
+    def encode(self, messages: list[dict[str, str]], system: str | None = None) -> list[int]:
+        raise NotImplementedError
+
+    def generate(
+        self, prompts: Sequence[list[int]], params: SamplingParams | Sequence[SamplingParams], progress=False
+    ) -> list[Completion]:
+        """Every prompt to completion, batched as the backend likes; results in the prompts' order."""
+        raise NotImplementedError
+
+    def submit(
+        self, prompt_ids: list[int], params: SamplingParams, on_event: Callable[[Event], None] | None = None
+    ) -> RequestHandle:
+        """Queue one request (served once `start()` has run); raises EngineOverloaded when the queue is
+        full. `on_event` is called from the engine's thread with each event."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Serve submitted requests from a background thread."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def chat(self, messages, system=None, params: SamplingParams | None = None) -> Completion:
+        """One answer to a conversation (a convenience for scripts and tests)."""
+        return self.generate([self.encode(messages, system)], params or SamplingParams())[0]
+
+    def stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[str]:
+        """The answer's text pieces as they are generated (the engine must be started)."""
+        handle = self.submit(prompt_ids, params)
+        try:
+            for kind, value in handle.events():
+                if kind == "delta":
+                    yield value
+                elif kind == "error":
+                    raise GenerationError(value)
+        finally:
+            handle.cancel()
+
+
+# ---- one sequence in the batch -------------------------------------------------------------------------
+
+
+class _Sequence:
+    """A request's state while it decodes: its tokens, sampling generator and incremental text."""
+
+    def __init__(self, prompt_ids: list[int], params: SamplingParams, handle: RequestHandle | None,
+                 index: int, stream: bool) -> None:  # fmt: skip
+        self.prompt_ids, self.params, self.handle, self.index = prompt_ids, params, handle, index
+        self.stream = stream  # decode text as it comes (streaming or stop strings)
+        self.tokens: list[int] = []
+        self.generator: Any = None
+        self.text = ""  # decoded so far (stream only)
+        self.sent = 0  # characters of `text` already emitted
+        self._prefix = self._read = 0  # incremental detokenisation window
+        self.first_token_at = 0.0
+        self.finished: str | None = None
+        self.stop_at: int | None = None  # where a stop string starts in `text`
+
+
+class HFEngine(Engine):
+    """Continuous batching over a transformers causal LM (plain, PEFT-wrapped or quantised)."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        template: Any,
+        stop_ids: Sequence[int],
+        stop_strings: Sequence[str] = (),
+        max_batch_size: int = 64,
+        max_queue: int = 256,
+        system: str | None = None,
+    ) -> None:
+        import torch
+
+        self.model, self.tokenizer, self.template = model, tokenizer, template
+        self.stop_ids = sorted(set(stop_ids))
+        self.stop_strings = tuple(stop_strings)
+        self.max_batch_size = max_batch_size
+        self.system = system
+        self.device = next(model.parameters()).device
+        config = model.config
+        self.context_length = getattr(config, "max_position_embeddings", None) or getattr(
+            config, "n_positions", None
+        )
+        forward = inspect.signature(type(_base_model(model)).forward).parameters
+        self._takes_positions = "position_ids" in forward
+        self._takes_logits_to_keep = "logits_to_keep" in forward
+        self._stop_tensor = torch.tensor(self.stop_ids, device=self.device)
+        self._waiting: queue.Queue[_Sequence] = queue.Queue(maxsize=max_queue)
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._sample_generator = None  # unseeded sampling uses torch's global generator (PPO's RNG state)
+        self._reset_batch()
+
+    # ---- public interface -----------------------------------------------------------------------------
+
+    def encode(self, messages: list[dict[str, str]], system: str | None = None) -> list[int]:
+        from common.templates import encode_generation_prompt
+
+        return encode_generation_prompt(self.template, self.tokenizer, messages, system if system is not None
+                                        else self.system)  # fmt: skip
+
+    def generate(self, prompts, params, progress=False) -> list[Completion]:
+        params_list = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
+        if len(params_list) != len(prompts):
+            raise GenerationError(f"{len(prompts)} prompts but {len(params_list)} sampling settings")
+        for p in params_list:
+            p.check()
+        if self._thread is not None:  # the server's loop owns the model: queue them there and wait
+            handles = [self.submit(ids, p) for ids, p in zip(prompts, params_list, strict=True)]
+            results = []
+            for handle in handles:
+                *_, (kind, value) = handle.events()
+                if kind == "error":
+                    raise GenerationError(value)
+                results.append(value)
+            return results
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        pending = [self._new_sequence(list(prompts[i]), params_list[i], None, i) for i in order]
+        results: list[Completion | None] = [None] * len(prompts)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(prompts), desc="generating")
+        pending.reverse()  # pop() from the end takes the longest first
+        while pending or self._rows:
+            free = self.max_batch_size - len(self._rows)
+            if free > 0 and pending and self._may_admit():
+                self._admit([pending.pop() for _ in range(min(free, len(pending)))])
+            for seq in self._step():
+                results[seq.index] = self._completion(seq)
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
+        return results  # type: ignore[return-value]
+
+    def submit(self, prompt_ids, params, on_event=None) -> RequestHandle:
+        params.check()
+        handle = RequestHandle(on_event)
+        try:
+            self._waiting.put_nowait(self._new_sequence(list(prompt_ids), params, handle, 0, stream=True))
+        except queue.Full:
+            raise EngineOverloaded(f"{self._waiting.maxsize} requests are already waiting") from None
+        self._wake.set()
+        return handle
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting.qsize()
+
+    @property
+    def running(self) -> int:
+        return len(self._rows)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._closing = False
+            self._thread = threading.Thread(target=self._serve, name="generation", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    # ---- serving loop -------------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while not self._closing:
+            try:
+                newcomers = []
+                while len(self._rows) + len(newcomers) < self.max_batch_size and self._may_admit():
+                    try:
+                        seq = self._waiting.get_nowait()
+                    except queue.Empty:
+                        break
+                    if seq.handle is not None and seq.handle.cancelled:
+                        continue
+                    newcomers.append(seq)
+                if newcomers:
+                    self._admit(newcomers)
+                if not self._rows:
+                    self._wake.wait(timeout=0.5)
+                    self._wake.clear()
+                    continue
+                for seq in self._step():
+                    seq.handle.emit(("done", self._completion(seq)))
+            except Exception as err:  # one failed batch must not take the server down: fail its requests
+                logger.exception("generation failed")
+                for seq in self._rows:
+                    if seq.handle is not None:
+                        seq.handle.emit(("error", f"generation failed: {type(err).__name__}: {err}"))
+                self._reset_batch()
+
+    # ---- the batch ------------------------------------------------------------------------------------
+
+    def _reset_batch(self) -> None:
+        self._rows: list[_Sequence] = []
+        self._cache: Any = None
+        self._mask: Any = None  # [rows, cache width] 1 where the cache holds a real token
+        self._positions: Any = None  # [rows] position id of each row's next token
+        self._next: Any = None  # [rows] the token each row feeds next
+
+    def _new_sequence(self, prompt_ids, params, handle, index, stream=False) -> _Sequence:
+        if not prompt_ids:
+            raise GenerationError("the prompt is empty")
+        if self.context_length is not None and len(prompt_ids) >= self.context_length:
+            raise GenerationError(f"the prompt has {len(prompt_ids)} tokens; this model's context holds "
+                                  f"{self.context_length} (prompt and answer together)")  # fmt: skip
+        stop = params.stop + self.stop_strings
+        if stop != params.stop:
+            params = dataclasses.replace(params, stop=stop)
+        return _Sequence(prompt_ids, params, handle, index, stream=stream or bool(params.stop))
+
+    def _may_admit(self) -> bool:
+        """Newcomers join a running batch only where every cache layer can be padded and joined; other
+        caches (sliding-window layers) run batch after batch."""
+        return not self._rows or self._joinable
+
+    def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "past_key_values": cache,
+                                  "use_cache": True}  # fmt: skip
+        if self._takes_positions:
+            kwargs["position_ids"] = positions
+        if self._takes_logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(**kwargs)
+        return out.logits[:, -1, :].float(), out.past_key_values
+
+    def _admit(self, newcomers: list[_Sequence]) -> None:
+        """Prefill the newcomers' prompts (left-padded together), pick their first tokens, join the batch."""
+        import torch
+
+        width = max(len(s.prompt_ids) for s in newcomers)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s.prompt_ids)) + s.prompt_ids for s in newcomers],
+                           device=self.device)  # fmt: skip
+        mask = torch.tensor([[0] * (width - len(s.prompt_ids)) + [1] * len(s.prompt_ids) for s in newcomers],
+                            device=self.device)  # fmt: skip
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits, cache = self._forward(ids, mask, positions, None)
+        for seq in newcomers:
+            if seq.params.seed is not None and not seq.params.greedy:
+                seq.generator = torch.Generator(device=self.device).manual_seed(seq.params.seed)
+        next_tokens = self._pick(logits, newcomers)
+        new_positions = mask.sum(-1)
+        if not self._rows:
+            self._cache, self._mask, self._positions = cache, mask, new_positions
+            self._joinable = all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers)
+            self._rows, self._next = list(newcomers), next_tokens
+        else:
+            self._join(cache, mask)
+            self._positions = torch.cat([self._positions, new_positions])
+            self._next = torch.cat([self._next, next_tokens])
+            self._rows += newcomers
+        self._record(next_tokens, newcomers)
+
+    def _join(self, cache: Any, mask: Any) -> None:
+        """Append the newcomers' cache rows to the batch's, left-padding the narrower one with empty slots."""
+        import torch
+
+        old_width, new_width = self._mask.shape[1], mask.shape[1]
+        width = max(old_width, new_width)
+
+        def left_pad(t: Any, w: int) -> Any:
+            if w == width:
+                return t
+            shape = list(t.shape)
+            shape[-2 if t.dim() == 4 else -1] = width - w
+            return torch.cat([t.new_zeros(shape), t], dim=-2 if t.dim() == 4 else -1)
+
+        for layer, new_layer in zip(self._cache.layers, cache.layers, strict=True):
+            layer.keys = torch.cat([left_pad(layer.keys, old_width), left_pad(new_layer.keys, new_width)])
+            layer.values = torch.cat(
+                [left_pad(layer.values, old_width), left_pad(new_layer.values, new_width)]
+            )
+        self._mask = torch.cat([left_pad(self._mask, old_width), left_pad(mask, new_width)])
+
+    def _step(self) -> list[_Sequence]:
+        """One decode step for every row; returns the sequences that finished (and leaves them out)."""
+        import torch
+
+        finished = self._drop_done()
+        if not self._rows:
+            return finished
+        ones = self._mask.new_ones(len(self._rows), 1)
+        self._mask = torch.cat([self._mask, ones], dim=1)
+        with torch.inference_mode():
+            logits, self._cache = self._forward(self._next[:, None], self._mask, self._positions[:, None],
+                                                self._cache)  # fmt: skip
+        self._positions = self._positions + 1
+        self._next = self._pick(logits, self._rows)
+        self._record(self._next, self._rows)
+        return finished + self._drop_done()
+
+    def _record(self, tokens: Any, rows: list[_Sequence]) -> None:
+        """Append each row's new token and decide whether the row is finished."""
+        now = time.perf_counter()
+        for seq, token in zip(rows, tokens.tolist(), strict=True):
+            if seq.finished:
+                continue
+            if not seq.tokens:
+                seq.first_token_at = now
+            seq.tokens.append(token)
+            if token in self.stop_ids:
+                seq.finished = "stop"
+            elif len(seq.tokens) >= seq.params.max_tokens:
+                seq.finished = "length"
+            elif (
+                self.context_length is not None
+                and len(seq.prompt_ids) + len(seq.tokens) >= self.context_length
+            ):
+                seq.finished = "length"
+            if seq.stream:
+                self._advance_text(seq)
+            if seq.handle is not None and seq.handle.cancelled:
+                seq.finished = seq.finished or "cancelled"
+
+    def _drop_done(self) -> list[_Sequence]:
+        """Take finished rows out of the batch (and the cache columns no remaining row uses)."""
+        import torch
+
+        done = [s for s in self._rows if s.finished]
+        if not done:
+            return []
+        keep = [i for i, s in enumerate(self._rows) if not s.finished]
+        self._rows = [self._rows[i] for i in keep]
+        if not keep:
+            self._reset_batch()
+            return done
+        index = torch.tensor(keep, device=self.device)
+        self._cache.batch_select_indices(index)
+        self._mask, self._positions, self._next = self._mask[index], self._positions[index], self._next[index]
+        if self._joinable:
+            unused = int((self._mask.sum(0) == 0).long().cumprod(0).sum())  # leading all-padding columns
+            if unused:
+                for layer in self._cache.layers:
+                    layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
+                self._mask = self._mask[:, unused:]
+        return done
+
+    # ---- sampling -------------------------------------------------------------------------------------
+
+    def _pick(self, logits: Any, rows: list[_Sequence]) -> Any:
+        """The next token of each row: argmax for greedy rows, else a draw after temperature, top-k, top-p."""
+        import torch
+
+        for i, seq in enumerate(rows):
+            penalty = seq.params.repetition_penalty
+            if penalty != 1.0:
+                seen = torch.tensor(seq.prompt_ids + seq.tokens, device=logits.device)
+                scores = logits[i, seen]
+                logits[i, seen] = torch.where(scores < 0, scores * penalty, scores / penalty)
+        tokens = logits.argmax(-1)
+        sampled = [i for i, s in enumerate(rows) if not s.params.greedy]
+        if not sampled:
+            return tokens
+        index = torch.tensor(sampled, device=logits.device)
+        scores = logits[index] / torch.tensor([rows[i].params.temperature for i in sampled],
+                                              device=logits.device)[:, None]  # fmt: skip
+        top_k = [rows[i].params.top_k for i in sampled]
+        if any(top_k):
+            kth = torch.tensor([k if k else scores.shape[-1] for k in top_k], device=logits.device)
+            cut = scores.sort(-1, descending=True).values.gather(-1, (kth - 1)[:, None])
+            scores = scores.masked_fill(scores < cut, float("-inf"))
+        top_p = torch.tensor([rows[i].params.top_p for i in sampled], device=logits.device)
+        if bool((top_p < 1).any()):
+            ordered, order = scores.sort(-1, descending=True)
+            before = ordered.softmax(-1).cumsum(-1) - ordered.softmax(-1)  # mass of the better tokens
+            drop = before >= top_p[:, None]
+            scores = scores.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+        probs = scores.softmax(-1)
+        unseeded = [j for j, i in enumerate(sampled) if rows[i].generator is None]
+        if unseeded:
+            draws = torch.multinomial(probs[unseeded], 1, generator=self._sample_generator).squeeze(-1)
+            tokens[index[unseeded]] = draws
+        for j, i in enumerate(sampled):
+            if rows[i].generator is not None:
+                tokens[i] = torch.multinomial(probs[j], 1, generator=rows[i].generator)[0]
+        return tokens
+
+    # ---- text -----------------------------------------------------------------------------------------
+
+    def _answer_ids(self, seq: _Sequence) -> list[int]:
+        return seq.tokens[:-1] if seq.tokens and seq.tokens[-1] in self.stop_ids else seq.tokens
+
+    def _advance_text(self, seq: _Sequence) -> None:
+        """Decode the new token(s) into text, apply stop strings and emit what can no longer change."""
+        ids = self._answer_ids(seq)
+        decode = self.tokenizer.decode
+        before = decode(ids[seq._prefix : seq._read], skip_special_tokens=True)
+        after = decode(ids[seq._prefix :], skip_special_tokens=True)
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            checked_from = max(0, len(seq.text) - max((len(s) for s in seq.params.stop), default=0))
+            seq.text += after[len(before) :]
+            seq._prefix, seq._read = seq._read, len(ids)
+            for stop in seq.params.stop:
+                at = seq.text.find(stop, checked_from)
+                if at != -1 and (seq.stop_at is None or at < seq.stop_at):
+                    seq.stop_at = at
+            if seq.stop_at is not None:
+                seq.finished = "stop"
+        if seq.handle is None:
+            return
+        if seq.finished:
+            end = seq.stop_at if seq.stop_at is not None else len(seq.text)
+        else:  # hold back an ending that may grow into a stop string
+            end = len(seq.text) - _longest_stop_prefix(seq.text, seq.params.stop)
+        if end > seq.sent:
+            seq.handle.emit(("delta", seq.text[seq.sent : end]))
+            seq.sent = end
+
+    def _completion(self, seq: _Sequence) -> Completion:
+        finish = seq.finished if seq.finished != "cancelled" else "stop"
+        ids = self._answer_ids(seq)
+        if seq.stop_at is not None:
+            text = seq.text[: seq.stop_at]
+        else:
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if seq.handle is not None and text.startswith(seq.text[: seq.sent]) and len(text) > seq.sent:
+                seq.handle.emit(("delta", text[seq.sent :]))  # what the incremental decoding held back
+                seq.sent = len(text)
+        return Completion(seq.prompt_ids, list(seq.tokens), text, finish or "length", seq.first_token_at)
+
+
+def _longest_stop_prefix(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest ending of `text` that is the beginning of a stop string."""
+    best = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), best, -1):
+            if text.endswith(stop[:n]):
+                best = n
+                break
+    return best
+
+
+def _base_model(model: Any) -> Any:
+    """The transformers model under a PEFT wrapper (whose forward takes **kwargs)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+# ---- loading --------------------------------------------------------------------------------------------
+
+
+def default_template(model_name_or_path: str) -> str:
+    """The chat template of the model's family (common/families.py); `default` for unknown families."""
+    from transformers import AutoConfig
+
+    from common.families import family_of
+
+    family = family_of(AutoConfig.from_pretrained(model_name_or_path).model_type)
+    return family.template if family else "default"
+
+
+def load_engine(
+    model_name_or_path: str,
+    adapter_name_or_path: str | None = None,
+    template: str | None = None,
+    system: str | None = None,
+    quantization_bit: int | None = None,
+    precision: str = "auto",
+    max_batch_size: int = 64,
+    max_queue: int = 256,
+    merge_adapter: bool = True,
+) -> HFEngine:
+    """An engine on a model folder (or hub name), with an optional LoRA adapter on top.
+
+    The tokenizer is the adapter's when it saved one (an extended vocabulary), and the base's embeddings are
+    resized to it before the adapter loads. Without quantisation the adapter is merged into the weights
+    (faster decoding; `merge_adapter=False` keeps it separate); a quantised base keeps it as LoRA layers.
+    `template` None: the family's default (common/families.py)."""
+    import torch
+
+    from common.modeling import adapter_tokenizer_path, load_tokenizer, load_training_model, pick_precision
+    from common.settings import ModelSettings
+    from common.templates import get_template, stop_token_ids
+
+    precision = pick_precision(precision)
+    template_name = template or default_template(model_name_or_path)
+    tokenizer_path = model_name_or_path
+    if adapter_name_or_path:
+        tokenizer_path = adapter_tokenizer_path(adapter_name_or_path, model_name_or_path)
+    tokenizer = load_tokenizer(tokenizer_path, padding_side="left")
+    settings = ModelSettings(model_name_or_path=model_name_or_path, quantization_bit=quantization_bit)
+    model = load_training_model(settings, precision, use_lora=True)
+    if adapter_name_or_path:
+        model = _with_adapter(
+            model, adapter_name_or_path, len(tokenizer), merge_adapter and not quantization_bit
+        )
+    if quantization_bit is None:
+        model.to("cuda" if torch.cuda.is_available() else "cpu")
+    model.eval()
+    template_obj = get_template(template_name)
+    model_eos = model.generation_config.eos_token_id if model.generation_config is not None else None
+    model_eos = [] if model_eos is None else [model_eos] if isinstance(model_eos, int) else list(model_eos)
+    stop_ids = {*stop_token_ids(template_obj, tokenizer), *model_eos}
+    stop_strings = [w for w in getattr(template_obj, "stop_words", ()) if w]
+    logger.info("engine: %s%s, template %s, %s, stop ids %s, up to %d sequences at once", model_name_or_path,
+                f" + adapter {adapter_name_or_path}" if adapter_name_or_path else "", template_name, precision,
+                sorted(stop_ids), max_batch_size)  # fmt: skip
+    engine = HFEngine(model, tokenizer, template_obj, sorted(stop_ids), stop_strings, max_batch_size=max_batch_size,
+                      max_queue=max_queue, system=system)  # fmt: skip
+    engine.template_name = template_name
+    return engine
+
+
+def _with_adapter(model: Any, adapter_path: str, vocab_size: int, merge: bool) -> Any:
+    """The base with a LoRA adapter on top; embeddings grown first to the adapter's (extended) vocabulary."""
+    from pathlib import Path
+
+    from peft import PeftModel
+
+    if not (Path(adapter_path) / "adapter_config.json").is_file():
+        raise OSError(f"{adapter_path} is not a LoRA adapter folder (no adapter_config.json in it)")
+    if model.get_input_embeddings().weight.shape[0] < vocab_size:
+        logger.info("growing the base's embeddings to the adapter's vocabulary of %d tokens", vocab_size)
+        model.resize_token_embeddings(vocab_size)
+    model = PeftModel.from_pretrained(model, adapter_path)
+    return model.merge_and_unload() if merge else model

@@ -1,0 +1,144 @@
+"""common/generation.py: the engine's answers equal plain static-batch generate() (fp32, CPU), rows joining and
+leaving the running batch change nothing, seeds are per request, stop strings and streaming are exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.generation import EngineOverloaded, GenerationError, SamplingParams, load_engine
+from common.templates import encode_generation_prompt, get_template
+
+QUESTIONS = [
+    "what is 1+1?",
+    "第12个问题, please answer with a short sentence and a few more words",
+    "hi",
+    "第3个问题 what is 3+3? Explain the steps one by one, then give the answer.",
+    "what is 5+5?",
+    "a",
+    "tell me a story about a cat",
+]
+
+
+def static_batch_generate(
+    engine, prompts: list[list[int]], max_new_tokens: int, batch_size: int
+) -> list[list[int]]:
+    """The old way (scripts/generate.py before the engine): left-padded batches in file order, one
+    generate() call each, everything from the first stop token on removed."""
+    tokenizer, out = engine.tokenizer, []
+    for start in range(0, len(prompts), batch_size):
+        batch = tokenizer.pad(
+            {"input_ids": prompts[start : start + batch_size]}, padding=True, return_tensors="pt"
+        )
+        with torch.inference_mode():
+            rows = engine.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                         eos_token_id=engine.stop_ids, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+        for row in rows[:, batch["input_ids"].shape[1] :].tolist():
+            end = next((i for i, t in enumerate(row) if t in engine.stop_ids), len(row))
+            out.append(row[:end])
+    return out
+
+
+def answer_ids(completion) -> list[int]:
+    return completion.token_ids[:-1] if completion.finish_reason == "stop" else completion.token_ids
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_llama: Path):
+    engine = load_engine(str(tiny_llama), template="belle", max_batch_size=3)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def prompts(engine) -> list[list[int]]:
+    return [engine.encode([{"role": "user", "content": q}]) for q in QUESTIONS]
+
+
+def test_prompts_are_the_training_renderer_ids(engine) -> None:
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": "2+2?"}]  # fmt: skip
+    assert engine.encode(messages, "Be brief.") == encode_generation_prompt(
+        get_template("belle"), engine.tokenizer, messages, "Be brief."
+    )
+
+
+def test_greedy_equals_old_static_batches(engine, prompts) -> None:
+    new = engine.generate(prompts, SamplingParams(max_tokens=10))
+    old = static_batch_generate(engine, prompts, max_new_tokens=10, batch_size=4)
+    assert len({len(p) for p in prompts}) > 3 and any(c.finish_reason == "length" for c in new)
+    assert [answer_ids(c) for c in new] == old
+    assert all(c.prompt_ids == p for c, p in zip(new, prompts, strict=True))  # the caller's order
+
+
+@pytest.mark.parametrize("arch", ["tiny-llama", "tiny-bloom"])  # rotary positions; ALiBi from the mask
+def test_rows_joining_and_leaving_change_nothing(arch, tiny_models: Path) -> None:
+    """Different max_tokens per request: rows finish at different steps and newcomers join a batch whose
+    cache is wider or narrower than theirs; each answer still equals that prompt generated alone."""
+    engine = load_engine(str(tiny_models / arch), template="belle", max_batch_size=3)
+    prompts = [engine.encode([{"role": "user", "content": q}]) for q in QUESTIONS]
+    limits = [2 + (5 * i) % 11 for i in range(len(prompts))]
+    batched = engine.generate(prompts, [SamplingParams(max_tokens=n) for n in limits])
+    for prompt, limit, completion in zip(prompts, limits, batched, strict=True):
+        assert answer_ids(completion) == static_batch_generate(engine, [prompt], limit, 1)[0]
+        assert len(completion.token_ids) <= limit
+
+
+def test_seed_gives_the_same_sample_whatever_else_is_in_the_batch(engine, prompts) -> None:
+    params = [SamplingParams(max_tokens=6, temperature=1.0, top_p=0.95, seed=i) for i in range(4)]
+    together = engine.generate(prompts[:4], params)
+    reversed_ = engine.generate(prompts[:4][::-1], params[::-1])[::-1]
+    alone = engine.generate([prompts[2]], params[2])[0]
+    assert [c.token_ids for c in together] == [c.token_ids for c in reversed_]
+    assert alone.token_ids == together[2].token_ids
+    other_seed = engine.generate([prompts[2]], SamplingParams(max_tokens=6, temperature=1.0, seed=99))[0]
+    assert other_seed.token_ids != alone.token_ids
+
+
+def test_top_k_one_is_greedy(engine, prompts) -> None:
+    greedy = engine.generate(prompts[:3], SamplingParams(max_tokens=6))
+    sampled = engine.generate(prompts[:3], SamplingParams(max_tokens=6, temperature=1.5, top_k=1))
+    assert [c.token_ids for c in sampled] == [c.token_ids for c in greedy]
+
+
+def test_stop_string_cuts_the_answer_and_the_stream(engine, prompts) -> None:
+    greedy = engine.generate(prompts, SamplingParams(max_tokens=12))
+    prompt, full = next((p, c) for p, c in zip(prompts, greedy, strict=True) if len(c.text) >= 4)
+    stop = full.text[2:4]
+    cut = full.text[: full.text.index(stop)]
+    completion = engine.generate([prompt], SamplingParams(max_tokens=12, stop=(stop,)))[0]
+    assert completion.text == cut and completion.finish_reason == "stop"
+    engine.start()
+    try:
+        assert "".join(engine.stream(prompt, SamplingParams(max_tokens=12, stop=(stop,)))) == cut
+    finally:
+        engine.close()
+
+
+def test_stream_reassembles_to_the_completion(engine, prompts) -> None:
+    engine.start()
+    try:
+        for prompt in prompts[:4]:
+            pieces = list(engine.stream(prompt, SamplingParams(max_tokens=12)))
+            assert "".join(pieces) == engine.generate([prompt], SamplingParams(max_tokens=12))[0].text
+    finally:
+        engine.close()
+
+
+def test_bad_requests_and_a_full_queue(tiny_llama: Path) -> None:
+    engine = load_engine(str(tiny_llama), template="belle", max_queue=1)
+    with pytest.raises(GenerationError, match="top_p"):
+        engine.generate([[1, 5]], SamplingParams(top_p=0))
+    with pytest.raises(GenerationError, match="context holds"):
+        engine.generate([[5] * engine.context_length], SamplingParams())
+    first = engine.submit([1, 5, 6], SamplingParams(max_tokens=3))  # not started: it waits in the queue
+    with pytest.raises(EngineOverloaded):
+        engine.submit([1, 5, 6], SamplingParams(max_tokens=3))
+    engine.start()
+    try:
+        *_, (kind, completion) = first.events()
+        assert kind == "done" and len(completion.token_ids) <= 3
+    finally:
+        engine.close()
