@@ -6,7 +6,13 @@ give the same blocks in the same order.
 
 Held-out rule (whole blocks, decidable while streaming): block number i is held out when
 `i % 100 < validation_split_percentage`. No block straddles the split, and a streaming reader never needs
-to know the corpus length.
+to know the corpus length. A corpus so small that the rule would hold out every block (at most
+`validation_split_percentage` blocks) trains on all of them and has no held-out set; the log says so.
+
+The corpus is every file under a folder, or registered datasets (`--dataset a,b`: entries of
+dataset_dir/dataset_info.json whose records are text, e.g. LLaMA-Factory's `"columns": {"prompt": "text"}`).
+A line that is not UTF-8 or not a JSON object stops the run naming file and line, or with
+skip_bad_records is skipped and counted.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from common.data import DataError
+from common.data import DataError, load_dataset_info
 
 logger = logging.getLogger(__name__)
 
@@ -55,25 +61,108 @@ def corpus_files(dataset_dir: str | Path) -> list[Path]:
     return files
 
 
-def iter_documents(files: list[Path]) -> Iterator[str]:
-    """Documents one at a time: each non-empty line of a .txt, the `text` field of each JSON line."""
+def registry_corpus(dataset: str, dataset_dir: str | Path) -> tuple[list[Path], dict[str, str]]:
+    """The files of registered text datasets (names in dataset_dir/dataset_info.json) and, per file, the
+    JSON field that holds its text (LLaMA-Factory's pre-training entries name it as the prompt column)."""
+    registry = load_dataset_info(dataset_dir)
+    files, text_columns = [], {}
+    for name in (n.strip() for n in dataset.split(",") if n.strip()):
+        if name not in registry:
+            raise DataError(f"dataset {name!r} is not in {Path(dataset_dir) / 'dataset_info.json'}; "
+                            f"registered: {', '.join(registry)}")  # fmt: skip
+        spec = registry[name]
+        spec.check_usable()
+        if spec.kind != "text":
+            raise DataError(f"dataset {name!r} is {spec.kind} data, not pre-training text (a pre-training entry "
+                            'has formatting text, or LLaMA-Factory\'s "columns": {"prompt": "text"})')  # fmt: skip
+        if spec.source() != "file":
+            raise DataError(f"dataset {name!r}: pre-training reads local files; download "
+                            f"{spec.hf_hub_url!r} and register file_name")  # fmt: skip
+        if spec.num_samples is not None:
+            raise DataError(f"dataset {name!r}: num_samples is not supported for a pre-training corpus")
+        path = Path(spec.file_name or "")
+        path = path if path.is_absolute() else Path(dataset_dir) / path
+        found = corpus_files(path) if path.is_dir() else [path]
+        if not found[0].is_file():
+            raise DataError(f"dataset {name!r}: data file not found: {path}")
+        for file in found:
+            files.append(file)
+            text_columns[str(file)] = spec.column("text") or "text"
+    return files, text_columns
+
+
+def _lines(path: Path, skipped: list[str] | None) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line, the BOM dropped; a line that is not UTF-8 stops the read, or is
+    noted in `skipped` and left out."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError:
+                _bad(f"{path}:{number}: not valid UTF-8", skipped)
+
+
+def _bad(problem: str, skipped: list[str] | None) -> None:
+    if skipped is None:
+        raise DataError(problem)
+    skipped.append(problem)
+
+
+def _json_array_documents(path: Path, column: str, skipped: list[str] | None) -> Iterator[str]:
+    """A JSON array file (LLaMA-Factory's .json datasets): one document, read whole."""
+    try:
+        items = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not valid UTF-8 ({err.reason}); a JSON array is read whole") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get(column), str):
+            _bad(f"{path}: item {index}: needs a string `{column}` field", skipped)
+        elif item[column].strip():
+            yield item[column]
+
+
+def _starts_with_bracket(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
+
+
+def iter_documents(
+    files: list[Path], text_columns: dict[str, str] | None = None, skipped: list[str] | None = None
+) -> Iterator[str]:
+    """Documents one at a time: each non-empty line of a .txt, the text field (`text` unless text_columns
+    names another for the file) of each JSON line or JSON array item. Bad lines raise DataError naming
+    file and line, or (with a `skipped` list) are noted there and left out."""
     for path in files:
-        with path.open(encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                if path.suffix == ".txt":
-                    yield line
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{line_number}: not a JSON line ({err.msg})") from None
-                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                    raise DataError(f"{path}:{line_number}: a JSON line needs a string `text` field")
-                if record["text"].strip():
-                    yield record["text"]
+        column = (text_columns or {}).get(str(path), "text")
+        if path.suffix != ".txt" and _starts_with_bracket(path):
+            yield from _json_array_documents(path, column, skipped)
+            continue
+        for line_number, line in _lines(path, skipped):
+            line = line.strip()
+            if not line:
+                continue
+            if path.suffix == ".txt":
+                yield line
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                _bad(f"{path}:{line_number}: not a JSON line ({err.msg})", skipped)
+                continue
+            if not isinstance(record, dict) or not isinstance(record.get(column), str):
+                _bad(f"{path}:{line_number}: a JSON line needs a string `{column}` field", skipped)
+                continue
+            if record[column].strip():
+                yield record[column]
+
+
+def report_skipped(skipped: list[str]) -> None:
+    if skipped:
+        logger.warning("skipped %d bad line(s) of the corpus (first: %s)", len(skipped), skipped[0])
 
 
 def tokenise_documents(documents: Iterable[str], tokenizer: Any) -> Iterator[list[int]]:
@@ -83,36 +172,78 @@ def tokenise_documents(documents: Iterable[str], tokenizer: Any) -> Iterator[lis
 
 
 def stream_blocks(files: list[Path], tokenizer: Any, block_size: int, validation_split_percentage: float,
-                  held_out: bool) -> Iterator[dict[str, list[int]]]:  # fmt: skip
-    """Training (held_out False) or held-out blocks, generated lazily: nothing corpus-sized in memory."""
-    blocks = pack_blocks(tokenise_documents(iter_documents(files), tokenizer), block_size)
+                  held_out: bool, *, text_columns: dict[str, str] | None = None,
+                  skip_bad_records: bool = False) -> Iterator[dict[str, list[int]]]:  # fmt: skip
+    """Training (held_out False) or held-out blocks, generated lazily: nothing corpus-sized in memory.
+
+    Held-out blocks seen before the first training block wait (at most the percentage of them): when the
+    corpus ends first, the rule would hold out every block, so they are all training blocks instead."""
+    skipped: list[str] | None = [] if skip_bad_records else None
+    documents = iter_documents(files, text_columns, skipped)
+    blocks = pack_blocks(tokenise_documents(documents, tokenizer), block_size)
+    waiting: list[dict[str, list[int]]] = []
+    any_trained = False
     for index, block in enumerate(blocks):
-        if is_held_out(index, validation_split_percentage) == held_out:
-            yield {"input_ids": block, "labels": list(block)}
+        row = {"input_ids": block, "labels": list(block)}
+        if is_held_out(index, validation_split_percentage):
+            if not any_trained:
+                waiting.append(row)
+            elif held_out:
+                yield row
+            continue
+        if not any_trained:
+            any_trained = True
+            if held_out:
+                yield from waiting
+            waiting = []
+        if not held_out:
+            yield row
+    if not any_trained and waiting and not held_out:
+        logger.warning("only %d blocks: validation_split_percentage %s would hold out every one; all of them "
+                       "train and there is no held-out set", len(waiting), validation_split_percentage)  # fmt: skip
+        yield from waiting
+    report_skipped(skipped or [])
 
 
-def cache_key(files: list[Path], tokenizer: Any, block_size: int) -> str:
-    """Hash of the files' contents, the tokenizer's vocabulary and eos, and block_size."""
+def cache_key(files: list[Path], tokenizer: Any, block_size: int, **reading: Any) -> str:
+    """Hash of the files' contents, the tokenizer's vocabulary and eos, block_size and how files are read
+    (text columns, bad-line skipping)."""
     from common.runs import sha256_of
 
     digest = hashlib.sha256()
     for path in files:
         digest.update(f"{path.name}:{sha256_of(path)}\n".encode())
+    if any(reading.values()):
+        digest.update(json.dumps(reading, sort_keys=True).encode())
     vocab = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
     digest.update(hashlib.sha256(vocab.encode()).hexdigest().encode())
     digest.update(f"eos={tokenizer.eos_token_id} block_size={block_size} v1".encode())
     return digest.hexdigest()[:16]
 
 
-def load_blocks(files: list[Path], tokenizer: Any, block_size: int, cache_dir: str | None) -> Any:
+def load_blocks(
+    files: list[Path],
+    tokenizer: Any,
+    block_size: int,
+    cache_dir: str | None,
+    *,
+    text_columns: dict[str, str] | None = None,
+    skip_bad_records: bool = False,
+) -> Any:
     """All blocks as a `datasets.Dataset` (input_ids), from cache_dir when an identical run made them."""
     import datasets
 
-    cached = Path(cache_dir) / f"pt_blocks_{cache_key(files, tokenizer, block_size)}" if cache_dir else None
+    key = cache_key(
+        files, tokenizer, block_size, text_columns=text_columns, skip_bad_records=skip_bad_records
+    )
+    cached = Path(cache_dir) / f"pt_blocks_{key}" if cache_dir else None
     if cached is not None and (cached / "dataset_info.json").is_file():
         logger.info("loaded tokenised blocks from cache %s", cached)
         return datasets.load_from_disk(str(cached))
-    blocks = list(pack_blocks(tokenise_documents(iter_documents(files), tokenizer), block_size))
+    skipped: list[str] | None = [] if skip_bad_records else None
+    documents = iter_documents(files, text_columns, skipped)
+    blocks = list(pack_blocks(tokenise_documents(documents, tokenizer), block_size))
+    report_skipped(skipped or [])
     dataset = datasets.Dataset.from_dict({"input_ids": blocks})
     if cached is not None:
         # Written under a private name and renamed whole, so a run reading the cache never sees half of it; when
@@ -130,6 +261,10 @@ def load_blocks(files: list[Path], tokenizer: Any, block_size: int, cache_dir: s
 def split_blocks(dataset: Any, validation_split_percentage: float) -> tuple[Any, Any]:
     """(train, held-out) selections of an in-memory block dataset, with labels = input_ids."""
     held = [i for i in range(len(dataset)) if is_held_out(i, validation_split_percentage)]
+    if held and len(held) == len(dataset):
+        logger.warning("only %d blocks: validation_split_percentage %s would hold out every one; all of them "
+                       "train and there is no held-out set", len(held), validation_split_percentage)  # fmt: skip
+        held = []
     held_set = set(held)
     train = [i for i in range(len(dataset)) if i not in held_set]
 

@@ -4,10 +4,12 @@
     bash scripts/run_pt.sh                      # the same through torchrun + DeepSpeed ZeRO-2
     python scripts/pretrain.py --use_lora --tokenizer_name_or_path trained_models/zh-tokenizer \\
         --modules_to_save embed_tokens,lm_head --output_dir trained_models/pt-zh
+    python scripts/pretrain.py --dataset wiki_demo,c4_demo --dataset_dir data   # registered text datasets
 
-Every *.txt (one document per non-empty line) and JSON lines file (`text` field) under dataset_dir is
-read in sorted order, tokenised with eos after each document, concatenated and cut into block_size blocks
-(common/pretrain_data.py; the held-out blocks are those with index % 100 < validation_split_percentage).
+Every *.txt (one document per non-empty line) and JSON lines file (`text` field) under dataset_dir (or,
+with --dataset, the files of those dataset_info.json entries) is read in sorted order, tokenised with eos
+after each document, concatenated and cut into block_size blocks (common/pretrain_data.py; the held-out
+blocks are those with index % 100 < validation_split_percentage).
 A tokenizer larger than the model's embedding grows the embedding and output head (new rows = mean of
 the old ones). LoRA runs save the adapter (and modules_to_save) in output_dir/pt_lora_model, ready for
 scripts/merge_lora.py. The output folder also holds pretrain_config.json, run_manifest.json, the held-out
@@ -45,7 +47,17 @@ class PretrainConfig(RunSettings, LoraSettings, TrainSettings, ModelSettings):
     tokenizer_name_or_path: str | None = config_field(
         None, "tokenizer to train with, e.g. an extended Chinese one (null: the model's)"
     )
-    dataset_dir: str = config_field("data_dir/pretrain", "folder of *.txt / JSON lines (`text`) files")
+    dataset_dir: str = config_field(
+        "data_dir/pretrain",
+        "folder of *.txt / JSON lines (`text`) files; with --dataset, of dataset_info.json",
+    )
+    dataset: str | None = config_field(
+        None,
+        "registered text dataset(s), comma-separated, from dataset_dir/dataset_info.json (null: every file)",
+    )
+    skip_bad_records: bool = config_field(
+        False, "skip lines that are not UTF-8 or not JSON (counted) instead of stopping"
+    )
     data_cache_dir: str | None = config_field(".cache/pt_blocks", "cache of tokenised blocks (null: none)")
     block_size: int = config_field(128, "tokens per training block")
     validation_split_percentage: float = config_field(5.0, "percent of blocks held out (whole blocks)")
@@ -155,7 +167,7 @@ def main(argv: list[str] | None = None) -> Path:
     from common.chunked_loss import add_chunked_loss, supports_chunked_loss
     from common.modeling import count_parameters, load_tokenizer, load_training_model
     from common.packing import DocumentBlockCollator, check_model_supports_packing
-    from common.pretrain_data import corpus_files, load_blocks, split_blocks, stream_blocks
+    from common.pretrain_data import corpus_files, load_blocks, registry_corpus, split_blocks, stream_blocks
     from common.training import (
         causal_lm_trainer_class,
         lora_config,
@@ -179,7 +191,11 @@ def main(argv: list[str] | None = None) -> Path:
     check_vocab(model_vocab, tokenizer, base_tokenizer)
 
     # ---- Data ---------------------------------------------------------------------------------
-    files = corpus_files(config.dataset_dir)
+    if config.dataset:
+        files, text_columns = registry_corpus(config.dataset, config.dataset_dir)
+    else:
+        files, text_columns = corpus_files(config.dataset_dir), None
+    reading = {"text_columns": text_columns, "skip_bad_records": config.skip_bad_records}
     if config.streaming:
         import datasets
 
@@ -188,7 +204,7 @@ def main(argv: list[str] | None = None) -> Path:
                 stream_blocks,
                 gen_kwargs={"files": files, "tokenizer": tokenizer, "block_size": config.block_size,
                             "validation_split_percentage": config.validation_split_percentage,
-                            "held_out": held_out},
+                            "held_out": held_out, **reading},
             )  # fmt: skip
 
         train_set = blocks(False)
@@ -197,13 +213,14 @@ def main(argv: list[str] | None = None) -> Path:
         logger.info("streaming %d files; %d held-out blocks", len(files), len(eval_set))
     else:
         train_set, eval_set = split_blocks(
-            load_blocks(files, tokenizer, config.block_size, config.data_cache_dir),
+            load_blocks(files, tokenizer, config.block_size, config.data_cache_dir, **reading),
             config.validation_split_percentage,
         )
         logger.info("blocks of %d tokens: %d train, %d held out, from %d files", config.block_size,
                     len(train_set), len(eval_set), len(files))  # fmt: skip
         if not len(train_set):
-            raise DataError(f"{config.dataset_dir}: too little text for one {config.block_size}-token block")
+            raise DataError(f"{config.dataset or config.dataset_dir}: too little text for one "
+                            f"{config.block_size}-token block (the {len(files)} file(s) make no whole block)")  # fmt: skip
     if config.max_eval_blocks is not None and len(eval_set) > config.max_eval_blocks:
         eval_set = eval_set.select(range(config.max_eval_blocks))
 

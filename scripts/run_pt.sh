@@ -9,6 +9,7 @@
 #     OVERWRITE=1 bash scripts/run_pt.sh                       # write over an existing output_dir
 #     RESUME=true bash scripts/run_pt.sh                       # continue from the newest checkpoint
 #     save_steps=500 training_steps=10000 bash scripts/run_pt.sh  # checkpoint interval (default: 3 per run)
+#     dataset=wiki_demo,c4_demo dataset_dir=data bash scripts/run_pt.sh  # registered names in data/dataset_info.json
 #
 # One node: one process runs pretrain.py directly, several run under `torchrun --standalone`, which picks a
 # free port, so two runs on one machine never collide. An error is pretrain.py's one `error:` line; torchrun's
@@ -47,6 +48,7 @@ PYTHON=${PYTHON:-.venv/bin/python}
 extra=()
 [ "${OVERWRITE:-0}" = 1 ] && extra+=(--overwrite_output_dir true)
 [ -n "${RESUME:-}" ] && extra+=(--resume_from_checkpoint "$RESUME")
+[ -n "${dataset:-}" ] && extra+=(--dataset "$dataset")  # names in $dataset_dir/dataset_info.json, not every file
 
 if [ "$NNODES" = 1 ] && [ -z "${MASTER_ADDR:-}" ]; then
   if [ "$NPROC" = 1 ]; then
