@@ -60,25 +60,29 @@ def test_rendered_text_is_the_official_format(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_exact_ids_and_labels_train_every_answer(name, tokenizer):
-    segments = FIXTURE["templates"][name]["segments"]
+    entry = FIXTURE["templates"][name]
     example = encode_conversation(get_template(name), tokenizer, MESSAGES, SYSTEM, cutoff_len=4096)
+    stop = expected_ids(entry.get("stop", ""), tokenizer)
     ids, labels = [], []
-    for text, trained in segments:
+    for text, trained in entry["segments"]:
         piece = expected_ids(text, tokenizer)
         ids += piece
-        labels += piece if trained else [IGNORE_INDEX] * len(piece)
+        if trained == "stop":  # the previous answer's stop label sits on this turn's first token(s)
+            labels += stop + [IGNORE_INDEX] * (len(piece) - len(stop))
+        else:
+            labels += piece if trained else [IGNORE_INDEX] * len(piece)
     assert example["input_ids"] == ids
     assert example["labels"] == labels
     assert example["attention_mask"] == [1] * len(ids)
-    # Both answers are trained, and the trained spans decode to exactly the fixture's answer segments.
-    spans, current = [], []
-    for label in example["labels"] + [IGNORE_INDEX]:
-        if label == IGNORE_INDEX and current:
-            spans.append(tokenizer.decode(current))
-            current = []
-        elif label != IGNORE_INDEX:
-            current.append(label)
-    assert spans == [text for text, trained in segments if trained]
+    if "stop" not in entry:  # the trained spans decode to exactly the fixture's answer segments
+        spans, current = [], []
+        for label in example["labels"] + [IGNORE_INDEX]:
+            if label == IGNORE_INDEX and current:
+                spans.append(tokenizer.decode(current))
+                current = []
+            elif label != IGNORE_INDEX:
+                current.append(label)
+        assert spans == [text for text, trained in entry["segments"] if trained]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -120,8 +124,8 @@ def test_roles_must_alternate(tokenizer):
     bad = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
     with pytest.raises(TemplateError, match="turn 1 is 'user', expected 'assistant'"):
         encode_conversation(get_template("belle"), tokenizer, bad)
-    with pytest.raises(TemplateError, match="unknown template 'qwen'; choose one of"):
-        get_template("qwen")
+    with pytest.raises(TemplateError, match="unknown template 'qwen9'; choose one of"):
+        get_template("qwen9")
 
 
 CHATML_JINJA = (
@@ -135,10 +139,13 @@ def test_tokenizer_template_uses_the_tokenizers_chat_template(tokenizer):
     with pytest.raises(TemplateError, match="no chat_template"):
         encode_conversation("tokenizer", tok, MESSAGES, SYSTEM)
     tok.chat_template = CHATML_JINJA
+    tok.add_tokens(["<|im_start|>", "<|im_end|>"], special_tokens=True)  # as in Qwen's tokenizer
     example = encode_conversation("tokenizer", tok, MESSAGES, SYSTEM, cutoff_len=4096)
-    official = render_text(get_template("chatml"), MESSAGES, SYSTEM) + "\n"  # Qwen's text ends with \n
+    official = render_text(get_template("chatml"), MESSAGES, SYSTEM)  # ends with \n after <|im_end|>
+    assert official.endswith("4<|im_end|>\n")
     assert tok.decode(example["input_ids"]) == official
+    # each answer is trained up to its end marker; the newline after it is not (as with --template chatml)
     trained = [t for t in example["labels"] if t != IGNORE_INDEX]
-    assert tok.decode(trained) == "Hello!<|im_end|>\n4<|im_end|>\n"
+    assert tok.decode(trained) == "Hello!<|im_end|>4<|im_end|>"
     prompt = encode_generation_prompt("tokenizer", tok, MESSAGES[:3], SYSTEM)
     assert example["input_ids"][: len(prompt)] == prompt
