@@ -39,6 +39,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from common.config import ConfigError, Settings, config_field
+
 logger = logging.getLogger(__name__)
 
 
@@ -220,6 +222,7 @@ class HFEngine(Engine):
         self._thread: threading.Thread | None = None
         self._closing = False
         self._sample_generator = None  # unseeded sampling uses torch's global generator (PPO's RNG state)
+        self.peak_batch = 0  # most rows ever decoded together (the API's /health reports it)
         self._reset_batch()
 
     # ---- public interface -----------------------------------------------------------------------------
@@ -388,6 +391,7 @@ class HFEngine(Engine):
             self._positions = torch.cat([self._positions, new_positions])
             self._next = torch.cat([self._next, next_tokens])
             self._rows += newcomers
+        self.peak_batch = max(self.peak_batch, len(self._rows))
         self._record(next_tokens, newcomers)
 
     def _join(self, cache: Any, mask: Any) -> None:
@@ -578,18 +582,59 @@ def _base_model(model: Any) -> Any:
 # ---- loading --------------------------------------------------------------------------------------------
 
 
-def default_template(model_name_or_path: str) -> str:
-    """The chat template of the model's family (common/families.py); `default` for unknown families."""
+def default_template(model_name_or_path: str, model_type: str | None = None) -> str:
+    """The chat template of the model's family (common/families.py; `model_type` when given, else the
+    weights' config.json); `default` for unknown families."""
     from transformers import AutoConfig
 
     from common.families import family_of
 
-    family = family_of(AutoConfig.from_pretrained(model_name_or_path).model_type)
+    family = family_of(model_type or AutoConfig.from_pretrained(model_name_or_path).model_type)
     return family.template if family else "default"
 
 
+@dataclasses.dataclass
+class ServingSettings(Settings):
+    """What api.py, chat.py and web_demo.py serve, beside ModelSettings (weights, quantisation)."""
+
+    adapter_name_or_path: str | None = config_field(
+        None, "LoRA adapter folder served on top of the base model"
+    )
+    template: str | None = config_field(
+        None,
+        "prompt format the model was trained with; null: the family's default (python -m common.families)",
+    )
+    system: str | None = config_field(
+        None, "system prompt when a conversation has none (null: the template's)"
+    )
+    precision: str = config_field("auto", "auto (bf16 or fp16 on GPU, fp32 on CPU), bf16, fp16 or fp32")
+    max_batch_size: int = config_field(64, "most sequences decoded together (continuous batching)")
+    max_queue: int = config_field(256, "most requests waiting for a place in the batch; more are refused")
+    max_tokens: int = config_field(512, "answer length when a request does not say (max_tokens)")
+
+    def check(self) -> None:
+        from common.templates import TEMPLATE_NAMES
+
+        if self.template is not None and self.template not in TEMPLATE_NAMES:
+            raise ConfigError(
+                f"unknown template {self.template!r}; choose one of {', '.join(TEMPLATE_NAMES)}"
+            )
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise ConfigError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
+        for name in ("max_batch_size", "max_queue", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+def engine_from_settings(config: Any) -> HFEngine:
+    """The engine a serving script's config (ModelSettings + ServingSettings) describes."""
+    return load_engine(config, config.adapter_name_or_path, config.template, config.system,
+                       precision=config.precision, max_batch_size=config.max_batch_size,
+                       max_queue=config.max_queue)  # fmt: skip
+
+
 def load_engine(
-    model_name_or_path: str,
+    model: Any,
     adapter_name_or_path: str | None = None,
     template: str | None = None,
     system: str | None = None,
@@ -599,7 +644,7 @@ def load_engine(
     max_queue: int = 256,
     merge_adapter: bool = True,
 ) -> HFEngine:
-    """An engine on a model folder (or hub name), with an optional LoRA adapter on top.
+    """An engine on a model (a folder or hub name, or ModelSettings), with an optional LoRA adapter on top.
 
     The tokenizer is the adapter's when it saved one (an extended vocabulary), and the base's embeddings are
     resized to it before the adapter loads. Without quantisation the adapter is merged into the weights
@@ -611,30 +656,28 @@ def load_engine(
     from common.settings import ModelSettings
     from common.templates import get_template, stop_token_ids
 
+    if isinstance(model, str):
+        model = ModelSettings(model_name_or_path=model, quantization_bit=quantization_bit)
+    path, quantised = model.model_name_or_path, model.quantization_bit is not None
     precision = pick_precision(precision)
-    template_name = template or default_template(model_name_or_path)
-    tokenizer_path = model_name_or_path
-    if adapter_name_or_path:
-        tokenizer_path = adapter_tokenizer_path(adapter_name_or_path, model_name_or_path)
+    template_name = template or default_template(path, getattr(model, "model_type", None))
+    tokenizer_path = adapter_tokenizer_path(adapter_name_or_path, path) if adapter_name_or_path else path
     tokenizer = load_tokenizer(tokenizer_path, padding_side="left")
-    settings = ModelSettings(model_name_or_path=model_name_or_path, quantization_bit=quantization_bit)
-    model = load_training_model(settings, precision, use_lora=True)
+    lm = load_training_model(model, precision, use_lora=True)
     if adapter_name_or_path:
-        model = _with_adapter(
-            model, adapter_name_or_path, len(tokenizer), merge_adapter and not quantization_bit
-        )
-    if quantization_bit is None:
-        model.to("cuda" if torch.cuda.is_available() else "cpu")
-    model.eval()
+        lm = _with_adapter(lm, adapter_name_or_path, len(tokenizer), merge_adapter and not quantised)
+    if not quantised:
+        lm.to("cuda" if torch.cuda.is_available() else "cpu")
+    lm.eval()
     template_obj = get_template(template_name)
-    model_eos = model.generation_config.eos_token_id if model.generation_config is not None else None
+    model_eos = lm.generation_config.eos_token_id if lm.generation_config is not None else None
     model_eos = [] if model_eos is None else [model_eos] if isinstance(model_eos, int) else list(model_eos)
     stop_ids = {*stop_token_ids(template_obj, tokenizer), *model_eos}
     stop_strings = [w for w in getattr(template_obj, "stop_words", ()) if w]
-    logger.info("engine: %s%s, template %s, %s, stop ids %s, up to %d sequences at once", model_name_or_path,
+    logger.info("engine: %s%s, template %s, %s, stop ids %s, up to %d sequences at once", path,
                 f" + adapter {adapter_name_or_path}" if adapter_name_or_path else "", template_name, precision,
                 sorted(stop_ids), max_batch_size)  # fmt: skip
-    engine = HFEngine(model, tokenizer, template_obj, sorted(stop_ids), stop_strings, max_batch_size=max_batch_size,
+    engine = HFEngine(lm, tokenizer, template_obj, sorted(stop_ids), stop_strings, max_batch_size=max_batch_size,
                       max_queue=max_queue, system=system)  # fmt: skip
     engine.template_name = template_name
     return engine

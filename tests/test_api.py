@@ -1,0 +1,186 @@
+"""scripts/api.py through the official `openai` client against a real server on 127.0.0.1: completions, streaming,
+models, the API key, OpenAI-style 400s, training's prompt ids, and 32 concurrent requests batched together."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from conftest import PYTHON, REPO
+
+KEY = "test-key"
+MODEL = "tiny-llama"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(script: str, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """Launch `script` on a free port as a user would; (process, base URL) once /health answers."""
+    port = free_port()
+    process = subprocess.Popen([PYTHON, script, "--port", str(port), *args], cwd=REPO,
+                               env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{script} exited {process.returncode}:\n{process.stdout.read()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.3)
+    process.kill()
+    raise AssertionError(f"{script} did not answer within 180 s")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_llama: Path) -> Iterator[str]:
+    process, url = start_server("scripts/api.py", "--model_name_or_path", str(tiny_llama), "--template", "belle",
+                                "--max_batch_size", "16", env={"API_KEY": KEY})  # fmt: skip
+    yield url
+    stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server}/v1", api_key=KEY, max_retries=0, timeout=120)
+
+
+MESSAGES = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "what is 1+1?"},
+    {"role": "assistant", "content": "答案是 2"},
+    {"role": "user", "content": "and 2+2? 第二个问题"},
+]
+
+
+def test_completion_uses_the_training_prompt_ids(client: openai.OpenAI, tiny_llama: Path) -> None:
+    from common.modeling import load_tokenizer
+    from common.templates import encode_generation_prompt, get_template
+
+    answer = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=8, temperature=0,
+                                            extra_body={"return_token_ids": True})  # fmt: skip
+    tokenizer = load_tokenizer(str(tiny_llama))
+    expected = encode_generation_prompt(get_template("belle"), tokenizer, MESSAGES[1:], "Be brief.")
+    assert answer.prompt_token_ids == expected
+    choice = answer.choices[0]
+    assert choice.message.role == "assistant" and choice.finish_reason in ("stop", "length")
+    token_ids = choice.model_extra["token_ids"]
+    assert (
+        answer.usage.prompt_tokens == len(expected) and answer.usage.completion_tokens == len(token_ids) <= 8
+    )
+    assert choice.message.content == tokenizer.decode(token_ids, skip_special_tokens=True)
+
+
+def test_stream_reassembles_to_the_greedy_answer(client: openai.OpenAI) -> None:
+    whole = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=12, temperature=0)
+    chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=12, temperature=0,
+                                                 stream=True, stream_options={"include_usage": True}))  # fmt: skip
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content and text
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) > 1, "streamed in pieces"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == whole.choices[0].finish_reason
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_stream_ends_with_done(server: str) -> None:
+    body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 3, "stream": True}
+    with httpx.stream("POST", f"{server}/v1/chat/completions", json=body, timeout=60,
+                      headers={"Authorization": f"Bearer {KEY}"}) as response:  # fmt: skip
+        lines = [line for line in response.iter_lines() if line]
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert lines[-1] == "data: [DONE]" and all(line.startswith("data: ") for line in lines)
+
+
+def test_seed_repeats_a_sampled_answer(client: openai.OpenAI) -> None:
+    def sample(seed: int) -> str:
+        answer = client.chat.completions.create(model=MODEL, messages=MESSAGES[1:2], max_tokens=8, temperature=1.0,
+                                                seed=seed)  # fmt: skip
+        return answer.choices[0].message.content
+
+    first = sample(7)
+    assert sample(7) == first
+    assert sample(8) != first
+
+
+def test_models_list(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list()] == [MODEL]
+
+
+def test_wrong_or_missing_key_is_401(server: str) -> None:
+    wrong = openai.OpenAI(base_url=f"{server}/v1", api_key="not-the-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
+    response = httpx.post(f"{server}/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES})
+    assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"messages": []}, "non-empty"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "role"),
+        ({"messages": [{"role": "assistant", "content": "hi"}]}, "expected 'user'"),
+        ({"messages": [{"role": "user", "content": "hi " * 3000}]}, "context"),
+        ({"max_tokens": 5000}, "context"),
+        ({"temperature": 3}, "temperature"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tool"),
+    ],
+)
+def test_bad_requests_are_400_with_openai_errors(client: openai.OpenAI, change: dict, message: str) -> None:
+    request = {"model": MODEL, "messages": MESSAGES[1:2], "max_tokens": 2, **change}
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(**request)
+    assert caught.value.status_code == 400
+    assert message in caught.value.body["message"] and caught.value.body["type"] == "invalid_request_error"
+
+
+def test_bad_json_and_unknown_model(server: str) -> None:
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    response = httpx.post(f"{server}/v1/chat/completions", content=b'{"model": ', headers=headers)
+    assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
+    response = httpx.post(f"{server}/v1/chat/completions", json={"model": "gpt-4", "messages": MESSAGES},
+                          headers=headers)  # fmt: skip
+    assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found"
+
+
+def test_32_concurrent_requests_are_batched_and_independent(client: openai.OpenAI, server: str) -> None:
+    questions = [(f"第{i}个问题: what is {i} + {i * 7}?" + " more" * (i % 5), 2 + i % 4) for i in range(32)]
+
+    def ask(question: tuple[str, int]) -> str:
+        text, max_tokens = question
+        answer = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": text}],
+                                                max_tokens=max_tokens, temperature=0)  # fmt: skip
+        return answer.choices[0].message.content
+
+    alone = [ask(q) for q in questions]  # one request at a time
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        together = list(pool.map(ask, questions))
+    assert together == alone
+    assert len(set(alone)) > 8, "different questions get different answers"
+    assert httpx.get(f"{server}/health").json()["peak_batch"] > 1, "concurrent requests were decoded together"
