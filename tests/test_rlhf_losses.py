@@ -115,3 +115,57 @@ def test_whiten_masked_and_kl():
 
 def test_entropy_uniform_is_log_vocab():
     assert rlhf.entropy_from_logits(torch.zeros(2, 8)).tolist() == pytest.approx([math.log(8)] * 2)
+
+
+def test_orpo_loss_by_hand():
+    lam = 0.5
+    chosen, rejected = -0.4, -1.3  # length-averaged log-probabilities
+    log_odds = (chosen - math.log(1 - math.exp(chosen))) - (rejected - math.log(1 - math.exp(rejected)))
+    expected = -chosen - lam * _logsig(log_odds)
+    got = rlhf.orpo_loss(torch.tensor([chosen]), torch.tensor([rejected]), lam)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+    # log(1 - e^x) stays finite where the naive form loses it: a near-certain answer (x -> 0-) and a hopeless one
+    tiny = torch.tensor([-1e-9, -50.0])
+    assert rlhf.log1mexp(tiny).tolist() == pytest.approx([math.log(1e-9), -math.exp(-50.0)], rel=1e-6)
+
+
+def test_simpo_loss_by_hand():
+    beta, gamma = 2.0, 0.5
+    chosen, rejected = torch.tensor([-0.9, -2.0]), torch.tensor([-1.2, -1.0])
+    expected = [-_logsig(beta * (-0.9 + 1.2) - gamma), -_logsig(beta * (-2.0 + 1.0) - gamma)]
+    assert rlhf.simpo_loss(chosen, rejected, beta, gamma).tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_kto_loss_by_hand():
+    beta, kl = 0.1, 0.3
+    policy = torch.tensor([-10.0, -10.0, -20.0])
+    ref = torch.tensor([-12.0, -9.0, -19.0])  # log-ratios 2, -1, -1
+    desirable = torch.tensor([True, True, False])
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    expected = [
+        1.0 * (1 - sig(beta * (2 - kl))),
+        1.0 * (1 - sig(beta * (-1 - kl))),
+        2.0 * (1 - sig(beta * (kl + 1))),
+    ]
+    got = rlhf.kto_loss(policy, ref, desirable, kl, beta, desirable_weight=1.0, undesirable_weight=2.0)
+    assert got.tolist() == pytest.approx(expected, rel=1e-6)
+    # a negative batch KL estimate counts as 0
+    assert rlhf.kto_loss(policy, ref, desirable, -5.0, beta).tolist() == pytest.approx(
+        rlhf.kto_loss(policy, ref, desirable, 0.0, beta).tolist()
+    )
+
+
+def test_group_advantages_by_hand():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.5, 0.5, 3.0, 1.0, 2.0, 2.0])
+    # group 1: mean 0.5, sample std sqrt(1/3); group 2: all equal -> 0; group 3: mean 2, std sqrt(2/3)
+    s1, s3 = math.sqrt(1 / 3), math.sqrt(2 / 3)
+    expected = [0.5 / (s1 + 1e-4), -0.5 / (s1 + 1e-4), -0.5 / (s1 + 1e-4), 0.5 / (s1 + 1e-4), 0.0, 0.0, 0.0, 0.0,
+                1 / (s3 + 1e-4), -1 / (s3 + 1e-4), 0.0, 0.0]  # fmt: skip
+    assert rlhf.group_advantages(rewards, 4).tolist() == pytest.approx(expected, rel=1e-6, abs=1e-7)
+    assert rlhf.group_advantages(rewards, 4, "none").tolist() == pytest.approx(
+        [0.5, -0.5, -0.5, 0.5, 0, 0, 0, 0, 1, -1, 0, 0], abs=1e-7
+    )
+    batch_std = rewards.std().item()
+    assert rlhf.group_advantages(rewards, 4, "batch")[8].item() == pytest.approx(
+        1 / (batch_std + 1e-4), rel=1e-6
+    )

@@ -172,3 +172,98 @@ def test_bad_input_is_one_line(tmp_path, tiny_llama):
     [line] = error_lines(unknown_loss)
     assert "sigmoid, ipo, hinge" in line and "'kto'" in line
     assert not (tmp_path / "b").exists()  # refused before anything was written
+
+
+# ---- ORPO and SimPO: reference-free losses on the same pairs ----------------------------------------------
+
+GAMMA = 0.5
+REFERENCE_FREE = {  # loss type: (policy, its beta, method and schedule)
+    "orpo": ("new-lora", 0.5, ["--use_lora", "true", "--lora_target_modules", "all", "--learning_rate", "3e-3",
+                               "--max_steps", "8"]),
+    "simpo": ("full", 2.0, ["--use_lora", "false", "--learning_rate", "2e-4", "--max_steps", "8"]),
+}  # fmt: skip
+REFERENCE_FREE_STEPS = ["--save_steps", "4", "--save_total_limit", "null"]
+
+
+def reference_free_args(loss_type: str, tiny_llama: Path, out: Path) -> list[str]:
+    _, beta, method = REFERENCE_FREE[loss_type]
+    pairs = dict(zip(COMMON[::2], COMMON[1::2], strict=True))
+    pairs.pop("--beta"), pairs.pop("--save_steps")
+    common = [item for pair in pairs.items() for item in pair]
+    return ["--model_name_or_path", str(tiny_llama), "--output_dir", str(out), "--loss_type", loss_type,
+            "--beta", str(beta), "--simpo_gamma", str(GAMMA), *common, *method, *REFERENCE_FREE_STEPS]  # fmt: skip
+
+
+def train_dpo_here(*args: str) -> Path:
+    """train_dpo.main in this process: the imports are paid once, not per run."""
+    import scripts.train_dpo as script
+
+    return script.main(list(args))
+
+
+@pytest.fixture(scope="module")
+def reference_free_runs(tiny_llama, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("reference-free")
+    return {
+        loss_type: train_dpo_here(*reference_free_args(loss_type, tiny_llama, root / loss_type))
+        for loss_type in REFERENCE_FREE
+    }
+
+
+def average_logps(model, pairs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Length-averaged log p(answer | prompt) of the chosen and the rejected answers, what ORPO and SimPO read."""
+    chosen, rejected = sequence_logps(model, pairs)
+    lengths = (torch.tensor([len(ids) for ids in pairs[key]], dtype=torch.float32)
+               for key in ("chosen_ids", "rejected_ids"))  # fmt: skip
+    chosen_len, rejected_len = lengths
+    return chosen / chosen_len, rejected / rejected_len
+
+
+@pytest.mark.parametrize("loss_type", list(REFERENCE_FREE))
+def test_reference_free_losses_raise_the_margin(reference_free_runs, tiny_llama, loss_type):
+    out = reference_free_runs[loss_type]
+    assert json.loads((out / "dpo_config.json").read_text())["loss_type"] == loss_type
+    train = tokenised_pairs(tiny_llama, held_out=False)
+    start_chosen, start_rejected = average_logps(load_model(tiny_llama), train)
+    chosen, rejected = average_logps(load_policy(tiny_llama, out), train)
+    before, after = (start_chosen - start_rejected).mean().item(), (chosen - rejected).mean().item()
+    print(f"{loss_type} ({REFERENCE_FREE[loss_type][0]}): per-token margin {before:.3f} -> {after:.3f} nats")
+    assert after > before + 0.1, (before, after)  # nats per answer token, averaged over the 16 training pairs
+    if loss_type == "orpo":  # its SFT term: the chosen answers became likelier too
+        assert chosen.mean() > start_chosen.mean() + 0.5
+
+
+@pytest.mark.parametrize("loss_type", list(REFERENCE_FREE))
+def test_reference_free_loss_is_common_rlhf(reference_free_runs, tiny_llama, loss_type):
+    """The held-out loss the run reported equals common.rlhf's orpo_loss / simpo_loss on log-probs computed here."""
+    from common.rlhf import orpo_loss, simpo_loss
+
+    _, beta, _ = REFERENCE_FREE[loss_type]
+    dev = tokenised_pairs(tiny_llama, held_out=True)
+    chosen, rejected = average_logps(load_policy(tiny_llama, reference_free_runs[loss_type]), dev)
+    ours = (
+        orpo_loss(chosen, rejected, beta)
+        if loss_type == "orpo"
+        else simpo_loss(chosen, rejected, beta, GAMMA)
+    )
+    reported = json.loads((reference_free_runs[loss_type] / "eval_results.json").read_text())
+    assert ours.mean().item() == pytest.approx(reported["eval_loss"], rel=1e-4)
+    assert (beta * (chosen - rejected)).mean().item() == pytest.approx(
+        reported["eval_rewards/margins"], rel=1e-3
+    )
+
+
+def test_reference_free_resume_equals_the_uninterrupted_run(reference_free_runs, tiny_llama, tmp_path):
+    """SimPO (our own Trainer, full fine-tuning) resumed from its middle checkpoint ends bitwise where the
+    uninterrupted run ended."""
+    import shutil
+
+    straight = reference_free_runs["simpo"]
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    for leftover in ("model.safetensors", "train_results.json", "all_results.json", "trainer_state.json"):
+        (resumed / leftover).unlink()
+    shutil.rmtree(resumed / "checkpoint-8")
+    train_dpo_here(*reference_free_args("simpo", tiny_llama, resumed), "--resume_from_checkpoint", "true")
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert a.keys() == b.keys() and [name for name in a if not torch.equal(a[name], b[name])] == []
