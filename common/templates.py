@@ -1003,7 +1003,7 @@ def parity_report(tokenizer: Any, template_name: str) -> list[tuple[str, str | N
             generation = n < len(messages)
             try:
                 text = _apply_chat_template(
-                    tokenizer, chat[: n + (1 if system else 0)], generation, tools, True
+                    tokenizer, chat[: n + (1 if system else 0)], generation, parse_tools(tools), True
                 )
             except Exception as err:  # the chat_template's own raise_exception, or a missing feature
                 results.append(

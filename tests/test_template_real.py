@@ -152,29 +152,6 @@ def llama_tok(request, tmp_path_factory):
     return sentencepiece_tokenizer(model, tmp_path_factory.mktemp("sp-v1"), legacy=request.param == "legacy")
 
 
-@pytest.fixture(scope="module")
-def llama3_tok():
-    return tiktoken_tokenizer(package_file("llama_models", "llama3/tokenizer.model"), LLAMA3_PATTERN, LLAMA3_SPECIALS,
-                              bos_token="<|begin_of_text|>", eos_token="<|eot_id|>")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def qwen_tok():
-    return tiktoken_tokenizer(package_file("dashscope", "resources/qwen.tiktoken"), QWEN_PATTERN, QWEN_SPECIALS,
-                              eos_token="<|im_end|>", pad_token="<|endoftext|>")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def qwen_tiktoken():
-    """The independent reference for Qwen text: tiktoken itself over the same ranks."""
-    import tiktoken
-    from tiktoken.load import load_tiktoken_bpe
-
-    ranks = load_tiktoken_bpe(str(package_file("dashscope", "resources/qwen.tiktoken")))
-    specials = {token: len(ranks) + i for i, token in enumerate(QWEN_SPECIALS)}
-    return tiktoken.Encoding("qwen", pat_str=QWEN_PATTERN, mergeable_ranks=ranks, special_tokens=specials)
-
-
 def check(example: dict, ids: list[int], labels: list[int], tokenizer) -> None:
     """Exact ids and labels, with a readable first difference on failure."""
     assert example["input_ids"] == ids, _diff(example["input_ids"], ids, tokenizer)
