@@ -86,22 +86,32 @@ def test_finetune_with_registered_datasets_template_and_cache(tmp_path, tiny_lla
 
 
 def test_finetune_lists_bad_records_or_skips_them(tmp_path, tiny_llama):
+    """A ShareGPT file whose FIRST line is broken (the format is the majority's, not line 1's), with a
+    line that is not UTF-8 and a record with a null answer."""
     data = tmp_path / "bad.json"
-    good = json.dumps({"instruction": "a", "output": "b"})
-    data.write_text("\n".join([good] * 8 + ['{"instruction": "x", "output": null}', "{oops"]) + "\n")
+    good = json.dumps({"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]})
+    null = json.dumps({"conversations": [{"from": "human", "value": "x"}, {"from": "gpt", "value": None}]})
+    lines = (
+        [b"{oops"]
+        + [good.encode()] * 4
+        + [b'{"conversations": "\xff"}']
+        + [good.encode()] * 4
+        + [null.encode()]
+    )
+    data.write_bytes(b"\n".join(lines) + b"\n")
     args = ["--model_name_or_path", str(tiny_llama), "--data_path", str(data), "--max_steps", "1",
             "--val_set_size", "0", "--cache_dir", str(tmp_path / "cache")]  # fmt: skip
     stopped = finetune(*args, "--output_dir", str(tmp_path / "a"), check=False)
     assert stopped.returncode != 0 and "Traceback" not in stopped.stderr
-    assert "2 bad record(s); pass --skip_bad_records" in stopped.stderr
+    assert "3 bad record(s); pass --skip_bad_records" in stopped.stderr
     assert (
-        "bad.json:9: 'output' is null" in stopped.stderr
-        and "bad.json:10: invalid JSON line" in stopped.stderr
+        "bad.json:1: invalid JSON line" in stopped.stderr and "bad.json:6: not valid UTF-8" in stopped.stderr
     )
+    assert "bad.json:11: turn 1: 'value' must be a string" in stopped.stderr
     skipped = finetune(*args, "--output_dir", str(tmp_path / "b"), "--skip_bad_records")
-    assert "skipped 2 bad record(s)" in skipped.stderr and "examples: 8 train" in skipped.stderr
-    unknown = finetune(*args, "--output_dir", str(tmp_path / "c"), "--template", "qwen", check=False)
-    assert "error: unknown template 'qwen'; choose one of default, alpaca" in unknown.stderr
+    assert "skipped 3 bad record(s)" in skipped.stderr and "examples: 8 train" in skipped.stderr
+    unknown = finetune(*args, "--output_dir", str(tmp_path / "c"), "--template", "qwen9", check=False)
+    assert "error: unknown template 'qwen9'; choose one of default, alpaca" in unknown.stderr
 
 
 def test_generate_with_dataset_and_template_prompts_as_training(tmp_path, tiny_llama):
