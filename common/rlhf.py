@@ -1,6 +1,7 @@
-"""Loss and advantage math of reward modelling, DPO (and ORPO, SimPO, KTO), PPO and GRPO.
+"""Loss and advantage math of reward modelling, DPO (and ORPO, SimPO, KTO), PPO and GRPO, and the reference
+policy DPO and KTO hold (`policy_and_reference`).
 
-Small pure functions on tensors, so tests can check each one against a hand computation:
+The math is small pure functions on tensors, so tests can check each one against a hand computation:
 
     .venv/bin/pytest tests/test_rlhf_losses.py
 
@@ -10,8 +11,16 @@ same shape (1 for real response tokens, 0 for padding after eos); reductions are
 
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING, Any
+
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from common.training import PreferenceTrainingConfig
+
+logger = logging.getLogger(__name__)
 
 DPO_LOSS_TYPES = ("sigmoid", "ipo", "hinge")  # against a reference policy
 REFERENCE_FREE_LOSS_TYPES = ("orpo", "simpo")  # from the policy's own log-probabilities alone
@@ -211,3 +220,43 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Per-position entropy of the categorical distribution given by logits (..., vocab)."""
     logp = F.log_softmax(logits.float(), dim=-1)
     return -(logp.exp() * logp).sum(dim=-1)
+
+
+def policy_and_reference(
+    config: PreferenceTrainingConfig, model: Any, precision: str, stage: str
+) -> tuple[Any, Any, Any]:
+    """(policy, reference model or None, LoRA config for TRL or None) of a DPO or KTO run; the reference is the
+    starting policy, held as cheaply as the method allows:
+
+    - LoRA with `adapter_name_or_path` (an SFT adapter): that adapter keeps training; TRL keeps a frozen copy of
+      it (an adapter-sized "ref" adapter) as the reference.
+    - LoRA from a full model: a new adapter (TRL applies the returned config); the reference is the same model
+      with the adapter disabled, so there is no second copy in memory.
+    - full fine-tuning: the policy is the fp32 `model` (the SFT adapter, if given, merged in); the reference is
+      a second, frozen copy of the same weights, in the run's precision.
+    """
+    from common.modeling import load_causal_lm, merge_adapter, torch_dtype
+    from common.training import lora_config
+
+    if config.use_lora and config.adapter_name_or_path:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, config.adapter_name_or_path, is_trainable=True)
+        logger.info("%s LoRA: training the SFT adapter %s; reference = TRL's frozen copy of it", stage,
+                    config.adapter_name_or_path)  # fmt: skip
+        return model, None, None
+    if config.use_lora:
+        peft_config = lora_config(config, model, "CAUSAL_LM", config.model_type)
+        logger.info("%s LoRA (%s); reference = the model with the adapter disabled", stage,
+                    ", ".join(peft_config.target_modules))  # fmt: skip
+        return model, None, peft_config
+    if config.adapter_name_or_path:
+        model = merge_adapter(model, config.adapter_name_or_path)
+    # The same starting weights, merged in fp32 like the policy's, then held in the run's precision: the
+    # reference never trains, and autocast rounds the policy's matmul weights the same way.
+    ref_model = load_causal_lm(config.model_name_or_path, dtype=torch.float32)
+    if config.adapter_name_or_path:
+        ref_model = merge_adapter(ref_model, config.adapter_name_or_path)
+    ref_model = ref_model.to(torch_dtype(precision)).requires_grad_(False).eval()
+    logger.info("%s full fine-tuning; reference = a frozen copy of the starting model (%s)", stage, precision)
+    return model, ref_model, None

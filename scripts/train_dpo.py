@@ -21,7 +21,8 @@ Two reference-free losses read only the policy's length-averaged answer log-prob
 Pairs are rendered with the SFT template (common/templates.py: encode_preference_pair), so DPO trains on
 exactly the tokens SFT taught.
 
-For sigmoid, ipo and hinge the reference is the starting policy, held as cheaply as the method allows:
+For sigmoid, ipo and hinge the reference is the starting policy, held as cheaply as the method allows
+(common/rlhf.py: policy_and_reference, which KTO shares):
 - full fine-tuning (use_lora false): the policy is the fp32 model (`adapter_name_or_path`, if given,
   merged in); the reference is a second, frozen copy of the same weights, in the run's precision.
 - LoRA from a full SFT model (no `adapter_name_or_path`): a new adapter trains; the reference is the same
@@ -167,37 +168,6 @@ def reference_free_trainer() -> Any:
     return ReferenceFreePreferenceTrainer
 
 
-def policy_and_reference(config: DPOStageConfig, model: Any, precision: str) -> tuple[Any, Any, Any]:
-    """(policy, reference model or None, LoRA config for TRL or None): the three set-ups of the docstring."""
-    import torch
-
-    from common.modeling import load_causal_lm, merge_adapter, torch_dtype
-    from common.training import lora_config
-
-    if config.use_lora and config.adapter_name_or_path:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, config.adapter_name_or_path, is_trainable=True)
-        logger.info("LoRA: training the SFT adapter %s; reference = TRL's frozen copy of it",
-                    config.adapter_name_or_path)  # fmt: skip
-        return model, None, None
-    if config.use_lora:
-        peft_config = lora_config(config, model, "CAUSAL_LM", config.model_type)
-        logger.info("LoRA (%s); reference = the model with the adapter disabled",
-                    ", ".join(peft_config.target_modules))  # fmt: skip
-        return model, None, peft_config
-    if config.adapter_name_or_path:
-        model = merge_adapter(model, config.adapter_name_or_path)
-    # The same starting weights, merged in fp32 like the policy's, then held in the run's precision: the
-    # reference never trains, and autocast rounds the policy's matmul weights the same way.
-    ref_model = load_causal_lm(config.model_name_or_path, dtype=torch.float32)
-    if config.adapter_name_or_path:
-        ref_model = merge_adapter(ref_model, config.adapter_name_or_path)
-    ref_model = ref_model.to(torch_dtype(precision)).requires_grad_(False).eval()
-    logger.info("full fine-tuning; reference = a frozen copy of the starting model (%s)", precision)
-    return model, ref_model, None
-
-
 def reference_free_policy(config: DPOStageConfig, model: Any) -> Any:
     """The policy of an ORPO / SimPO run: the SFT adapter trained further, a new LoRA adapter, or the full model
     (an SFT adapter merged in); dropout off, as DPO runs it."""
@@ -230,6 +200,7 @@ def main(argv: list[str] | None = None) -> Path:
     from trl import DPOConfig
 
     from common.modeling import count_parameters, load_training_model
+    from common.rlhf import policy_and_reference
     from common.runs import log_config_to_wandb, prepare_run_dir, start_trainer_run
     from common.training import (
         load_preference_pairs,
@@ -252,7 +223,7 @@ def main(argv: list[str] | None = None) -> Path:
     if config.reference_free:
         model, ref_model, peft_config = reference_free_policy(config, model), None, None
     else:
-        model, ref_model, peft_config = policy_and_reference(config, model, precision)
+        model, ref_model, peft_config = policy_and_reference(config, model, precision, "DPO")
 
     # ---- Train --------------------------------------------------------------------------------
     train_args = trainer_arguments(config, config, output_dir, precision, has_eval=len(dev_pairs) > 0)
