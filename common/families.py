@@ -5,7 +5,9 @@
 
 LoRA targets follow each family's attention projections as BELLE and LLaMA-Factory train them:
 fused query/key/value matrices where the architecture has one (BLOOM, Falcon, ChatGLM `query_key_value`,
-Baichuan `W_pack`, Qwen v1 `c_attn`), otherwise the query and value projections.
+Baichuan `W_pack`, Qwen v1 `c_attn`, InternLM2 `wqkv`), DeepSeek-V3's latent-attention projections (it has no
+q_proj/v_proj), otherwise the query and value projections. The template is the family's current chat model
+(Qwen2.5 for qwen2); the note names the template of older or sibling checkpoints of the same architecture.
 """
 
 from __future__ import annotations
@@ -26,21 +28,44 @@ FAMILIES: dict[str, Family] = {
     "llama": Family(
         ("q_proj", "v_proj"),
         "llama2",
-        "Llama 1/2/3, Chinese-LLaMA-Alpaca, Vicuna (use --template "
-        "llama3 / vicuna / belle as the checkpoint was trained)",
+        "Llama 1/2/3, Chinese-LLaMA-Alpaca(-2), Vicuna, Yi, DeepSeek LLM (use --template llama3 / "
+        "llama2_zh / vicuna / belle / yi / deepseek as the checkpoint was trained)",
     ),  # fmt: skip
-    "mistral": Family(("q_proj", "v_proj"), "mistral"),
-    "mixtral": Family(("q_proj", "v_proj"), "mistral"),
-    "qwen2": Family(("q_proj", "v_proj"), "chatml", "Qwen1.5 / Qwen2"),
+    "llama4_text": Family(("q_proj", "v_proj"), "llama4", "Llama 4 (text model)"),
+    "llama4": Family(("q_proj", "v_proj"), "llama4", "Llama 4 (multimodal checkpoint)"),
+    "mistral": Family(("q_proj", "v_proj"), "mistral", "Mistral v0.1/v0.2; v0.3 uses --template mistral_v3"),
+    "mixtral": Family(("q_proj", "v_proj"), "mistral", "Mixtral 8x7B; 8x22B uses --template mistral_v3"),
+    "ministral": Family(("q_proj", "v_proj"), "ministral", "Ministral 8B (Tekken)"),
+    "qwen2": Family(("q_proj", "v_proj"), "qwen", "Qwen2.5 (Qwen1.5 / Qwen2: --template chatml)"),
+    "qwen3": Family(
+        ("q_proj", "v_proj"), "qwen3", "Qwen3 hybrid thinking; Qwen3-2507 Instruct: qwen3_nothink"
+    ),
+    "qwen3_moe": Family(("q_proj", "v_proj"), "qwen3", "Qwen3 MoE"),
     "qwen": Family(("c_attn",), "chatml", "Qwen (v1), trust_remote_code"),
     "bloom": Family(
         ("query_key_value",), "bloom", "BLOOM / BLOOMZ; BELLE's BLOOM models use --template belle"
     ),
     "falcon": Family(("query_key_value",), "falcon"),
-    "chatglm": Family(("query_key_value",), "chatglm2", "ChatGLM2-6B, trust_remote_code"),
+    "chatglm": Family(
+        ("query_key_value",), "chatglm2", "ChatGLM2-6B (ChatGLM3: --template chatglm3), trust_remote_code"
+    ),
+    "glm": Family(("q_proj", "v_proj"), "glm4", "GLM-4-9B-chat (-hf checkpoints)"),
+    "glm4": Family(("q_proj", "v_proj"), "glm4", "GLM-4-0414"),
     "baichuan": Family(("W_pack",), "baichuan2", "Baichuan 1 (--template baichuan) and 2, trust_remote_code"),
     "internlm": Family(("q_proj", "v_proj"), "intern", "InternLM (v1), trust_remote_code"),
+    "internlm2": Family(("wqkv",), "intern2", "InternLM2 / 2.5, trust_remote_code (fused wqkv)"),
+    "internlm3": Family(("q_proj", "v_proj"), "intern2", "InternLM3"),
     "xverse": Family(("q_proj", "v_proj"), "xverse", "XVERSE, trust_remote_code"),
+    "gemma": Family(("q_proj", "v_proj"), "gemma", "Gemma 1"),
+    "gemma2": Family(("q_proj", "v_proj"), "gemma", "Gemma 2"),
+    "gemma3_text": Family(("q_proj", "v_proj"), "gemma3", "Gemma 3 (text model, 1B)"),
+    "gemma3": Family(("q_proj", "v_proj"), "gemma3", "Gemma 3 (multimodal checkpoint)"),
+    # multi-head latent attention: the query's low-rank pair and the compressed key/value projections
+    "deepseek_v3": Family(
+        ("q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj"),
+        "deepseek3",
+        "DeepSeek-V3 (R1: --template deepseekr1)",
+    ),  # fmt: skip
 }
 
 
@@ -81,9 +106,9 @@ def lora_target_modules(model: Any, requested: list[str] | None, model_type: str
 
 
 def format_table() -> str:
-    rows = [f"{'model_type':<10} {'LoRA targets':<18} {'template':<10} note"]
+    rows = [f"{'model_type':<12} {'LoRA targets':<18} {'template':<10} note"]
     for name, family in FAMILIES.items():
-        rows.append(f"{name:<10} {','.join(family.lora_targets):<18} {family.template:<10} {family.note}")
+        rows.append(f"{name:<12} {','.join(family.lora_targets):<18} {family.template:<10} {family.note}")
     return "\n".join(rows)
 
 

@@ -2,7 +2,8 @@
 
     python scripts/build_tiny_models.py
 
-writes models/tiny-llama, models/tiny-bloom, models/tiny-falcon, models/tiny-qwen2 and models/tiny-mistral.
+writes models/tiny-llama, models/tiny-bloom, models/tiny-falcon, models/tiny-qwen2 and models/tiny-mistral, and
+the newer families models/tiny-qwen3, tiny-glm4, tiny-gemma3, tiny-deepseek_v3 and tiny-llama4 (text model).
 Each folder is an ordinary `save_pretrained` checkpoint (config.json, generation_config.json,
 model.safetensors, tokenizer.json, tokenizer_config.json) plus build_info.json, so every other script loads it
 exactly like a hub model: `AutoModelForCausalLM.from_pretrained(path)`, `AutoTokenizer.from_pretrained(path)`.
@@ -11,7 +12,8 @@ exactly like a hub model: `AutoModelForCausalLM.from_pretrained(path)`, `AutoTok
   every data_dir/pretrain/*.txt plus the instruction/input/output/chosen/rejected strings of
   data_dir/sample_sft.json and data_dir/sample_preference.json (JSON lines), read in sorted order.
   Special tokens <unk>, <s>, </s>, <pad> have ids 0, 1, 2, 3. As with the real models, the llama and
-  mistral tokenizers put <s> in front of every encoded sequence; bloom, falcon and qwen2 add nothing.
+  mistral (and gemma3, deepseek_v3, llama4) tokenizers put <s> in front of every encoded sequence; bloom,
+  falcon, qwen2, qwen3 and glm4 add nothing.
 - The models are a few million parameters each, fp32, initialised after `torch.manual_seed(seed)`.
 - The same seed and text give byte-identical tokenizer.json and model.safetensors.
 - An existing, non-empty target folder is an error unless --force, except when its build_info.json says it
@@ -80,6 +82,48 @@ ARCHS: dict[str, dict[str, Any]] = {
         "config_class": "MistralConfig",
         "bos": True,
         "config": {**_LLAMA_LIKE, "sliding_window": None},
+    },
+    # Newer families (issue #13): two layers each, enough for one LoRA step per architecture in the tests.
+    "qwen3": {"config_class": "Qwen3Config", "bos": False, "config": {**_LLAMA_LIKE, "num_hidden_layers": 2}},
+    "glm4": {"config_class": "Glm4Config", "bos": False, "config": {**_LLAMA_LIKE, "num_hidden_layers": 2}},
+    "gemma3": {
+        "config_class": "Gemma3TextConfig",
+        "bos": True,
+        "config": {**_LLAMA_LIKE, "num_hidden_layers": 2, "head_dim": 64, "sliding_window": 512},
+    },
+    "deepseek_v3": {  # multi-head latent attention and a mixture of experts after one dense layer
+        "config_class": "DeepseekV3Config",
+        "bos": True,
+        "config": {
+            **_LLAMA_LIKE,
+            "num_hidden_layers": 2,
+            "num_key_value_heads": 4,
+            "q_lora_rank": 64,
+            "kv_lora_rank": 32,
+            "qk_rope_head_dim": 16,
+            "qk_nope_head_dim": 32,
+            "v_head_dim": 32,
+            "n_routed_experts": 4,
+            "num_experts_per_tok": 2,
+            "moe_intermediate_size": 64,
+            "n_shared_experts": 1,
+            "first_k_dense_replace": 1,
+            "n_group": 1,
+            "topk_group": 1,
+        },
+    },
+    "llama4": {  # the text model of Llama 4 (Llama4ForCausalLM), every layer a mixture of experts
+        "config_class": "Llama4TextConfig",
+        "bos": True,
+        "config": {
+            **_LLAMA_LIKE,
+            "num_hidden_layers": 2,
+            "head_dim": 64,
+            "num_local_experts": 2,
+            "num_experts_per_tok": 1,
+            "intermediate_size_mlp": 688,
+            "interleave_moe_layer_step": 1,
+        },
     },
 }
 

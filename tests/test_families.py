@@ -10,7 +10,7 @@ from common.families import FAMILIES, all_linear_names, lora_target_modules
 from common.modeling import load_tokenizer
 from common.templates import TEMPLATES, encode_conversation, get_template
 
-ARCHS = ["llama", "bloom", "falcon", "qwen2", "mistral"]
+ARCHS = ["llama", "bloom", "falcon", "qwen2", "mistral", "qwen3", "glm4", "gemma3", "deepseek_v3", "llama4"]
 MESSAGES = [
     {"role": "user", "content": "把下面的句子翻译成英文：今天天气很好。"},
     {"role": "assistant", "content": "The weather is nice today."},
