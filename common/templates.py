@@ -659,15 +659,14 @@ def _text_ids(text: str, tokenizer: Any, new_text: bool) -> list[int]:
     """Ids of plain text that starts a new text or continues one. Only SentencePiece tokenizers with a
     dummy prefix differ: a continuation is encoded behind an anchor whose ids are then dropped, so it gets
     no space marker of its own."""
-    plain = tokenizer(text, add_special_tokens=False)["input_ids"]
     if new_text or not _adds_space_marker(tokenizer):
-        return plain
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
     for anchor in ("\n", "\u263a"):  # byte-fallback pieces that merge with nothing after them
         anchor_ids = tokenizer(anchor, add_special_tokens=False)["input_ids"]
         ids = tokenizer(anchor + text, add_special_tokens=False)["input_ids"]
         if ids[: len(anchor_ids)] == anchor_ids:
             return ids[len(anchor_ids) :]
-    return plain
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def encode_piece(text: str, tokenizer: Any, new_text: bool = True) -> list[int]:

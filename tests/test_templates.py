@@ -149,3 +149,38 @@ def test_tokenizer_template_uses_the_tokenizers_chat_template(tokenizer):
     assert tok.decode(trained) == "Hello!<|im_end|>4<|im_end|>"
     prompt = encode_generation_prompt("tokenizer", tok, MESSAGES[:3], SYSTEM)
     assert example["input_ids"][: len(prompt)] == prompt
+
+
+@pytest.mark.parametrize("name", ["alpaca", "vicuna", "qwen", "chatml", "llama2_zh", "llama3", "qwen3"])
+def test_empty_system_prompt_is_no_system_prompt(name, tokenizer):
+    """One rule for every record format: "" (alpaca's `"system": ""`, an empty ShareGPT/OpenAI system turn)
+    renders like an absent system prompt: the template's default where it has one, else no system block."""
+    template = get_template(name)
+    absent = encode_conversation(template, tokenizer, MESSAGES, None, cutoff_len=4096)
+    assert encode_conversation(template, tokenizer, MESSAGES, "", cutoff_len=4096) == absent
+    text = render_text(template, MESSAGES, "")
+    assert (template.default_system in text) if template.default_system else ("system" not in text.lower())
+
+
+def test_deepseekr1_answers_inside_the_think_block_of_its_generation_prompt(tokenizer):
+    """DeepSeek-R1's template drops an earlier answer's reasoning (keeping what follows </think>) and its
+    generation prompt opens the think block, so the final answer is trained from the reasoning on."""
+    messages = [
+        {"role": "user", "content": "1+1?"},
+        {"role": "assistant", "content": "<think>\nOne plus one.\n</think>\n\n2"},
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "<think>\nTwo plus two.\n</think>\n\n4"},
+    ]
+    segments = [("<s><｜User｜>1+1?<｜Assistant｜>", False), ("\n\n2</s>", True),
+                ("<｜User｜>2+2?<｜Assistant｜><think>\n", False), ("Two plus two.\n</think>\n\n4</s>", True)]  # fmt: skip
+    template = get_template("deepseekr1")
+    assert render_text(template, messages) == "".join(text for text, _ in segments)
+    example = encode_conversation(template, tokenizer, messages, cutoff_len=4096)
+    labels = []
+    for text, trained in segments:
+        ids = expected_ids(text, tokenizer)
+        labels += ids if trained else [IGNORE_INDEX] * len(ids)
+    assert example["labels"] == labels
+    prompt = encode_generation_prompt(template, tokenizer, messages[:3])
+    assert tokenizer.decode(prompt).endswith("<｜User｜>2+2?<｜Assistant｜><think>\n")
+    assert example["input_ids"][: len(prompt)] == prompt
