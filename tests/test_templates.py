@@ -15,6 +15,7 @@ from common.templates import (
     IGNORE_INDEX,
     TEMPLATES,
     TemplateError,
+    conversation_pieces_ids,
     encode_conversation,
     encode_generation_prompt,
     get_template,
@@ -184,3 +185,79 @@ def test_deepseekr1_answers_inside_the_think_block_of_its_generation_prompt(toke
     prompt = encode_generation_prompt(template, tokenizer, messages[:3])
     assert tokenizer.decode(prompt).endswith("<｜User｜>2+2?<｜Assistant｜><think>\n")
     assert example["input_ids"][: len(prompt)] == prompt
+
+
+ONE_TURN = json.loads((Path(__file__).parent / "fixtures/templates/one_turn_no_system.json").read_text())
+
+
+def whole_text_reference(segments, tokenizer) -> tuple[list[int], list[int]]:
+    """The fixture's text tokenised WHOLE, as a chat template's text is tokenised, with labels from its
+    segments (each segment must end on a token boundary of the whole text)."""
+    text = "".join(t for t, _ in segments)
+    ids = expected_ids(text, tokenizer)
+    labels, start, prefix = [], 0, ""
+    for segment, trained in segments:
+        prefix += segment
+        end = len(expected_ids(prefix, tokenizer))
+        assert ids[:end] == expected_ids(prefix, tokenizer), f"segment boundary inside a token: {segment!r}"
+        labels += ids[start:end] if trained is True else [IGNORE_INDEX] * (end - start)
+        start = end
+    return ids, labels
+
+
+# Known divergence, left as it is (see the report on issue #13): a prompt that ends with a space ("Assistant: ")
+# is tokenised on its own, so a byte-level BPE cannot merge that space into the answer's first word as a
+# whole-text tokenisation does (" Hello"); fixing it changes the ids BELLE-format runs train on.
+PROMPT_ENDS_WITH_SPACE = {"belle", "default", "xverse"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("case", ["one turn, no system", "one turn, empty system", "two turns with system"])
+def test_whole_text_with_the_familys_special_tokens(name, case, tokenizer):
+    """With the family's special tokens as single tokens (as in the real tokenizer), the ids equal the
+    official text tokenised whole, and labels are exactly the answers (Baichuan/GLM stop labels aside)."""
+    fixture = FIXTURE if case.startswith("two") else ONE_TURN
+    entry = fixture["templates"][name]
+    tok = copy.deepcopy(tokenizer)
+    tok.add_tokens(ONE_TURN["templates"][name].get("special_tokens", []), special_tokens=True)
+    system = {"one turn, no system": None, "one turn, empty system": "", "two turns with system": SYSTEM}[
+        case
+    ]
+    messages = fixture["conversation"]["messages"]
+    example = encode_conversation(get_template(name), tok, messages, system, cutoff_len=4096)
+    if name in PROMPT_ENDS_WITH_SPACE and case.startswith("two"):  # "Assistant: " + "Hello!"
+        assert example["input_ids"] != expected_ids("".join(t for t, _ in entry["segments"]), tok)
+        pytest.xfail("known: the prompt's trailing space is not merged into the answer's first word")
+    ids, labels = whole_text_reference(entry["segments"], tok)
+    assert example["input_ids"] == ids
+    stop = expected_ids(entry.get("stop", ""), tok)
+    at = 0  # "stop" segments: the previous answer's stop label on their first token(s)
+    for segment, trained in entry["segments"]:
+        n = len(expected_ids(segment, tok))
+        if trained == "stop":
+            labels[at : at + len(stop)] = stop
+        at += n
+    assert example["labels"] == labels
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_token_short_cuts_the_last_turn_as_split_budget_says(name, tokenizer):
+    """cutoff = full length - 1: the first turn stays whole; the last turn's prompt and answer share what is
+    left (split_budget, tested above); a suffix that no longer fits is dropped whole instead."""
+    template = get_template(name)
+    full = encode_conversation(template, tokenizer, MESSAGES, SYSTEM, cutoff_len=4096)
+    pieces = conversation_pieces_ids(template, tokenizer, MESSAGES, SYSTEM)
+    cut = encode_conversation(template, tokenizer, MESSAGES, SYSTEM, cutoff_len=len(full["input_ids"]) - 1)
+    if template.suffix:
+        assert (cut["input_ids"], cut["labels"]) == (full["input_ids"][:-1], full["labels"][:-1])
+        return
+    (prompt, _), (answer, _) = pieces[2], pieces[3]
+    start = len(pieces[0][0]) + len(pieces[1][0])
+    keep_prompt, keep_answer = split_budget(len(prompt), len(answer), len(prompt) + len(answer) - 1)
+    kept = list(range(start + keep_prompt)) + list(
+        range(start + len(prompt), start + len(prompt) + keep_answer)
+    )
+    assert cut["input_ids"] == [full["input_ids"][i] for i in kept]
+    assert cut["labels"] == [full["labels"][i] for i in kept]
+    if keep_answer < len(answer):  # a cut answer never trains its stop
+        assert cut["labels"][-1] == answer[-2] and answer[-1] not in cut["labels"][start + keep_prompt :]
