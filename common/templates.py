@@ -90,10 +90,6 @@ class Template:
     reasoning: str | None = None  # "qwen3" or "r1": how <think> blocks are rendered (module docstring)
     doc: str = ""
 
-    @property
-    def eos_every_turn(self) -> bool:
-        return self.eos == "every"
-
 
 def _t(name: str, doc: str, **kw: Any) -> Template:
     return Template(name=name, doc=doc, **kw)
@@ -1010,12 +1006,15 @@ def parity_report(tokenizer: Any, template_name: str) -> list[tuple[str, str | N
                 )
                 continue
             theirs = tokenizer(text, add_special_tokens=False)["input_ids"]
-            if generation:
-                ours = encode_generation_prompt(template, tokenizer, messages[:n], system, tools)
-            else:
-                ours = encode_conversation(template, tokenizer, messages, system, 10**9, tools=tools)[
-                    "input_ids"
-                ]
+            try:
+                if generation:
+                    ours = encode_generation_prompt(template, tokenizer, messages[:n], system, tools)
+                else:
+                    example = encode_conversation(template, tokenizer, messages, system, 10**9, tools=tools)
+                    ours = example["input_ids"]
+            except TemplateError as err:
+                results.append((f"{sample['name']}: {what}", f"our template cannot render it ({err})"))
+                continue
             results.append((f"{sample['name']}: {what}", first_difference(ours, theirs, tokenizer)))
     return results
 
