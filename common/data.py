@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -730,7 +731,10 @@ def load_mixed(
     records = []
     for spec in specs:
         part = load_normalised(spec, dataset_dir, skip_bad_records, max_samples, seed)
+        repeats = len(part) - len({record_key(r) for r in part})
         logger.info("dataset %s: %d records", spec.name, len(part))
+        if repeats and spec.num_samples is None:  # num_samples may repeat records on purpose
+            logger.warning("dataset %s: %d records repeat an earlier identical record", spec.name, repeats)
         records += part
     if len(specs) > 1:
         random.Random(seed).shuffle(records)
@@ -988,6 +992,64 @@ def load_tokenised(
 
 
 # ---- inspection (notebooks/data_inspection.ipynb) ----------------------------------------------
+
+
+def normalised_text(text: str) -> str:
+    """What "the same text" means for duplicates and dev/train overlap: Unicode NFKC, every run of
+    whitespace one space, no leading or trailing space."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+def prompt_key(record: dict[str, Any]) -> str:
+    """A normalised record's prompt as one normalised string: every turn before the answer (a record that
+    ends on a user turn is all prompt); the system prompt is left out."""
+    messages = record.get("messages")
+    if messages is None:
+        return normalised_text(record.get("text", ""))
+    if messages and messages[-1]["role"] in ASSISTANT_SIDE:
+        messages = messages[:-1]
+    return "\n".join(normalised_text(m["content"]) for m in messages)
+
+
+def record_key(record: dict[str, Any]) -> str:
+    """The whole normalised record (prompt, system, tools and answers) as one string: identical records
+    (after the format's normalisation; text itself is compared exactly) have the same key."""
+    return json.dumps({k: v for k, v in record.items() if not k.startswith("_")}, ensure_ascii=False)
+
+
+def duplicate_counts(records: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per source: records, repeats of an earlier identical record, repeats of an earlier prompt."""
+    counts: dict[str, dict[str, int]] = {}
+    seen: dict[str, tuple[set[str], set[str]]] = {}
+    for record in records:
+        source = record.get("_source", "?")
+        row = counts.setdefault(source, {"records": 0, "duplicate_records": 0, "duplicate_prompts": 0})
+        records_seen, prompts_seen = seen.setdefault(source, (set(), set()))
+        whole, prompt = record_key(record), prompt_key(record)
+        row["records"] += 1
+        row["duplicate_records"] += whole in records_seen
+        row["duplicate_prompts"] += prompt in prompts_seen
+        records_seen.add(whole)
+        prompts_seen.add(prompt)
+    return counts
+
+
+def prompt_overlap(dev: list[dict[str, Any]], train: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many dev prompts also occur in the training data (exact match of `prompt_key`), with a few."""
+    train_prompts = {prompt_key(r) for r in train}
+    shared = [r for r in dev if prompt_key(r) in train_prompts]
+    return {"dev": len(dev), "in_training": len(shared), "training": len(train),
+            "examples": [prompt_key(r)[:200] for r in shared[:3]]}  # fmt: skip
+
+
+def overlap_warning(overlap: dict[str, Any]) -> str | None:
+    """One sentence for reports and logs, or None when no dev prompt is in the training data."""
+    if not overlap["in_training"]:
+        return None
+    share = 100 * overlap["in_training"] / max(overlap["dev"], 1)
+    return (f"{overlap['in_training']} of {overlap['dev']} dev prompts ({share:.0f}%) also occur in the "
+            f"{overlap['training']} training records (same text after normalising whitespace): their scores "
+            "measure recall of training data, not generalisation")  # fmt: skip
 
 
 def inspect_conversations(

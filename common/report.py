@@ -5,6 +5,8 @@
   `training_loss.png` in the run folder at the end of training (LLaMA-Factory's `--plot_loss` habit).
 - `read_predictions`, `read_metrics`, `metrics_table`, `worst_samples`, `length_summary`: the metric and
   sample tables of `notebooks/eval_report.ipynb`.
+- `read_generation_settings` / `settings_summary`: what generate.py used (<predictions>.settings.json).
+- `training_overlap`: dev prompts that also occur in the run's training data (a warning with counts).
 
 Figures are built with `matplotlib.figure.Figure` (no pyplot), so saving works on machines without a
 display and nothing leaks between calls.
@@ -122,11 +124,26 @@ def training_curves(state: dict[str, Any] | None) -> Any:
     if train or evaluation:
         loss_axes.legend()
     else:
-        loss_axes.text(0.5, 0.5, "no loss logged", ha="center", transform=loss_axes.transAxes)
+        loss_axes.text(0.5, 0.5, nothing_logged_note(state, "loss"), ha="center", va="center",
+                       transform=loss_axes.transAxes)  # fmt: skip
     rates = [r for r in train if "learning_rate" in r]
     lr_axes.plot([r["step"] for r in rates], [r["learning_rate"] for r in rates], marker=".")
     lr_axes.set(title="learning rate", xlabel="step")
+    if not rates:
+        lr_axes.text(0.5, 0.5, nothing_logged_note(state, "learning rate"), ha="center", va="center",
+                     wrap=True, transform=lr_axes.transAxes)  # fmt: skip
     return figure
+
+
+def nothing_logged_note(state: dict[str, Any] | None, what: str) -> str:
+    """Why a curve is empty: usually logging_steps larger than the number of steps the run took."""
+    state = state or {}
+    logging_steps, steps = state.get("logging_steps"), state.get("global_step")
+    if isinstance(logging_steps, int) and isinstance(steps, int) and logging_steps > steps:
+        return f"no {what} logged:\nlogging_steps {logging_steps} > the {steps} step(s) run"
+    if not state:
+        return f"no {what} logged:\nno trainer_state.json"
+    return f"no {what} logged"
 
 
 def png(figure: Any) -> bytes:
@@ -195,7 +212,7 @@ def metrics_table(metrics: dict[str, Any], baseline: dict[str, Any] | None = Non
 
 
 def worst_samples(rows: list[dict[str, str]], per_sample: list[dict[str, float]], count: int) -> Any:
-    """The `count` samples with the lowest ROUGE-L (ties: lowest ROUGE-1), prediction beside reference."""
+    """The `count` samples with the lowest ROUGE-L (ties: lowest ROUGE-1): prompt, prediction, reference."""
     import pandas as pd
 
     if len(rows) != len(per_sample):
@@ -205,6 +222,7 @@ def worst_samples(rows: list[dict[str, str]], per_sample: list[dict[str, float]]
             {
                 "index": i,
                 **{m: s[m] for m in METRIC_NAMES},
+                "prompt": r["input"],
                 "prediction": r["predict"],
                 "reference": r["target"],
             }
@@ -288,3 +306,69 @@ def score_predictions_file(predictions_file: Path, output_dir: Path) -> tuple[di
     (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     logger.info("wrote %s and %s", output_dir / METRICS_FILE, output_dir / PER_SAMPLE_FILE)
     return metrics, rows, per_sample
+
+
+# ---- Generation settings and dev/train overlap --------------------------------------------------
+
+
+def settings_file_for(predictions_file: str | Path) -> Path:
+    """generate.py writes its settings beside the predictions: predictions.jsonl -> predictions.settings.json."""
+    return Path(predictions_file).with_suffix(".settings.json")
+
+
+def read_generation_settings(predictions_file: str | Path) -> dict[str, Any] | None:
+    path = settings_file_for(predictions_file)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def settings_summary(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings as one line per fact; package versions limited to the ones that change generation."""
+    summary = flatten({k: v for k, v in settings.items() if k != "versions"})
+    versions = settings.get("versions") or {}
+    for name in ("python", "torch", "transformers", "peft", "tokenizers", "accelerate", "bitsandbytes"):
+        if versions.get(name):
+            summary[f"version: {name}"] = versions[name]
+    return summary
+
+
+def dev_records(settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The dev examples generate.py answered, normalised (an alpaca dev file may lack `output`)."""
+    from common.data import (
+        _alpaca_messages,
+        load_mixed,
+        read_records,
+        resolve_specs,
+        spec_from_path,
+    )
+
+    dev = settings["dev_data"]
+    if dev.get("dataset"):
+        specs = resolve_specs(dev["dataset"], None, dev.get("dataset_dir") or "data_dir")
+        return load_mixed(specs, dev.get("dataset_dir") or "data_dir", True, dev.get("max_samples"))
+    spec = spec_from_path(dev["dev_file"])
+    if (spec.formatting, spec.kind) != ("alpaca", "sft"):
+        return load_mixed([spec], skip_bad_records=True, max_samples=dev.get("max_samples"))
+    records = []
+    for record in read_records(dev["dev_file"], problems=[])[: dev.get("max_samples")]:
+        try:
+            records.append({"messages": _alpaca_messages(record, spec, None)})
+        except ValueError:  # a record generate.py skipped
+            continue
+    return records
+
+
+def training_overlap(run_config: dict[str, Any] | None, settings: dict[str, Any] | None) -> dict[str, Any]:
+    """Dev prompts that also occur in the run's training data (its dataset or data_path, max_samples each;
+    its own held-out split counts as training data) with a warning sentence (None: no overlap), or
+    {"unknown": why}."""
+    from common.data import load_mixed, overlap_warning, prompt_overlap, resolve_specs
+
+    if settings is None:
+        return {"unknown": "no generation settings file, so the dev data is unknown"}
+    if not run_config or not (run_config.get("dataset") or run_config.get("data_path")):
+        return {"unknown": "the run's config names no training data (dataset / data_path)"}
+    dataset_dir = run_config.get("dataset_dir") or "data_dir"
+    specs = resolve_specs(run_config.get("dataset"), run_config.get("data_path"), dataset_dir)
+    train = load_mixed(specs, dataset_dir, True, run_config.get("max_samples"), run_config.get("seed", 42))
+    overlap = prompt_overlap(dev_records(settings), train)
+    return overlap | {"warning": overlap_warning(overlap)}

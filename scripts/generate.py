@@ -14,8 +14,10 @@ multi-turn records (history, ShareGPT, OpenAI messages) are answered at their la
 
     python scripts/generate.py --dataset sample_sft_dev --template belle --model_name_or_path trained_models/x
 
-The output is JSON lines `{"input", "predict", "target"}` in the dev file's order, by default `predictions.jsonl` in the adapter folder (or the model folder).
-Settings and defaults: `--help`.
+The output is JSON lines `{"input", "predict", "target"}` in the dev file's order, by default
+`predictions.jsonl` in the adapter folder (or the model folder), and beside it `predictions.settings.json`:
+model, adapter, template, system prompt, decoding settings, the dev data with its SHA-256, seed and package
+versions (the evaluation report shows them). Settings and defaults: `--help`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, config_field, parse_config  # noqa: E402
-from common.data import DataError, read_json_records  # noqa: E402
+from common.data import DataError  # noqa: E402
 from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
 
 logger = logging.getLogger("generate")
@@ -53,6 +55,9 @@ class GenerateConfig:
         "accepted for BELLE compatibility; changes nothing (the weights' config picks the architecture)",
     )
     max_samples: int | None = config_field(None, "generate for the first N dev examples only (null: all)")
+    skip_bad_records: bool = config_field(
+        False, "skip malformed dev records (counted and logged) instead of stopping with a list of them"
+    )
     dataset: str | None = config_field(
         None, "registered dev dataset name in dataset_dir (wins over dev_file)"
     )
@@ -106,42 +111,112 @@ def default_output_file(config: GenerateConfig) -> Path:
     return folder / "predictions.jsonl"
 
 
-def read_dev_records(path: str, max_samples: int | None) -> list[dict[str, Any]]:
-    """Dev records with a non-empty `instruction`; a missing `output` becomes an empty target."""
-    records = read_json_records(path)[:max_samples]
-    for record in records:
+def read_dev_records(
+    path: str, max_samples: int | None, skip_bad_records: bool = False
+) -> list[dict[str, Any]]:
+    """Dev records with a non-empty `instruction`; a missing `output` becomes an empty target. Bad records
+    stop the run (listed) or, with skip_bad_records, are skipped and counted."""
+    from common.data import read_records, report_problems
+
+    problems: list[str] = []
+    records = []
+    for record in read_records(path, problems)[:max_samples]:
         if not isinstance(record.get("instruction"), str) or not record["instruction"].strip():
-            raise DataError(f"{record['_where']}: 'instruction' must be a non-empty string")
-        if not isinstance(record.get("input", ""), str | type(None)):
-            raise DataError(f"{record['_where']}: 'input' must be a string")
+            problems.append(f"{record['_where']}: 'instruction' must be a non-empty string")
+        elif not isinstance(record.get("input", ""), str | type(None)):
+            problems.append(f"{record['_where']}: 'input' must be a string")
+        else:
+            records.append(record)
+    report_problems(problems, skip_bad_records, path)
     return records
 
 
 def dev_conversations(config: GenerateConfig) -> list[dict[str, Any]]:
-    """Dev examples as {"system", "messages" (ending on the user turn to answer), "target"}.
+    """Dev examples as {"system", "tools", "messages" (ending on the user turn to answer), "target"}.
 
     An alpaca/BELLE file may lack `output` (empty target); registered datasets and ShareGPT / OpenAI
-    files go through the same normaliser as training, and their last answer is the target.
+    files go through the same normaliser as training, and their last answer is the target (a preference
+    pair's chosen answer, a KTO record's completion). No record at all is an error before any model loads.
     """
     from common.data import DatasetSpec, _alpaca_messages, load_normalised, resolve_specs, spec_from_path
 
     spec = resolve_specs(config.dataset, None, config.dataset_dir)[0] if config.dataset else None
-    if (
-        spec is None
-        and Path(config.dev_file).is_file()
-        and spec_from_path(config.dev_file).formatting != "alpaca"
-    ):
-        spec = spec_from_path(config.dev_file)
+    if spec is None and Path(config.dev_file).is_file():
+        detected = spec_from_path(config.dev_file)
+        spec = detected if (detected.formatting, detected.kind) != ("alpaca", "sft") else None
+    source = config.dataset or config.dev_file
     if spec is not None:
         examples = []
-        for record in load_normalised(spec, config.dataset_dir, max_samples=config.max_samples):
-            *prompt, answer = record["messages"]
-            examples.append({"system": record["system"], "messages": prompt, "target": answer["content"]})
-        return examples
-    plain = DatasetSpec(name="dev")
-    return [{"system": record.get("system"), "messages": _alpaca_messages(record, plain, None),
-             "target": record.get("output") or ""}
-            for record in read_dev_records(config.dev_file, config.max_samples)]  # fmt: skip
+        for record in load_normalised(spec, config.dataset_dir, config.skip_bad_records, config.max_samples):
+            if "messages" not in record:
+                raise DataError(f"dataset {source!r} is pre-training text: there is no prompt to answer")
+            prompt, target = record["messages"], record.get("chosen", record.get("completion"))
+            if target is None:
+                *prompt, answer = record["messages"]
+                target = answer["content"]
+            examples.append({"system": record["system"], "tools": record.get("tools"), "messages": prompt,
+                             "target": target})  # fmt: skip
+    else:
+        plain = DatasetSpec(name="dev")
+        examples = [{"system": record.get("system"), "tools": None,
+                     "messages": _alpaca_messages(record, plain, None), "target": record.get("output") or ""}
+                    for record in read_dev_records(config.dev_file, config.max_samples, config.skip_bad_records)]  # fmt: skip
+    if not examples:
+        raise DataError(f"{source}: no dev records, nothing to generate")
+    return examples
+
+
+def dev_files(config: GenerateConfig) -> dict[str, str]:
+    """SHA-256 of every file the dev examples came from."""
+    from common.data import resolve_specs, spec_files
+    from common.runs import sha256_of
+
+    specs = resolve_specs(config.dataset, config.dev_file, config.dataset_dir)
+    return {path: sha256_of(path) for path in spec_files(specs, config.dataset_dir)}
+
+
+def write_settings(
+    config: GenerateConfig,
+    argv: list[str] | None,
+    output_file: Path,
+    settings: Any,
+    count: int,
+    precision: str,
+) -> Path:
+    """<output>.settings.json: what produced these predictions, for the report and for repeating the run."""
+    from common.report import settings_file_for
+    from common.runs import package_versions, write_json_atomic
+
+    decoding = {"decoding": config.decoding, "max_new_tokens": config.max_new_tokens,
+                "repetition_penalty": config.repetition_penalty, "batch_size": config.batch_size,
+                "stop_token_ids": list(settings.eos_token_id)}  # fmt: skip
+    if config.decoding == "sample":
+        decoding |= {"temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k}
+    if config.decoding == "beam":
+        decoding["num_beams"] = config.num_beams
+    record = {
+        "model_name_or_path": config.model_name_or_path,
+        "lora_weights": config.lora_weights,
+        "template": config.template,
+        "system": config.system,
+        "decoding": decoding,
+        "precision": precision,
+        "dev_data": {
+            "dataset": config.dataset,
+            "dev_file": None if config.dataset else config.dev_file,
+            "dataset_dir": config.dataset_dir if config.dataset else None,
+            "files_sha256": dev_files(config),
+            "max_samples": config.max_samples,
+            "skip_bad_records": config.skip_bad_records,
+            "examples": count,
+        },
+        "seed": config.seed,
+        "arguments": sys.argv[1:] if argv is None else list(argv),
+        "versions": {"python": sys.version.split()[0], **package_versions()},
+    }
+    path = settings_file_for(output_file)
+    write_json_atomic(path, record)
+    return path
 
 
 def prompt_text(template: Any, tokenizer: Any, example: dict[str, Any], system: str | None) -> str:
@@ -149,10 +224,11 @@ def prompt_text(template: Any, tokenizer: Any, example: dict[str, Any], system: 
     from common.templates import BOS, EOS, render_pieces
 
     system = system if system is not None else example["system"]
+    tools = {"tools": example["tools"]} if example.get("tools") else {}  # tool-aware templates only
     if template == "tokenizer":
         full = ([{"role": "system", "content": system}] if system else []) + example["messages"]
-        return tokenizer.apply_chat_template(full, tokenize=False, add_generation_prompt=True)
-    text = "".join(t for t, _ in render_pieces(template, example["messages"], system))
+        return tokenizer.apply_chat_template(full, tokenize=False, add_generation_prompt=True, **tools)
+    text = "".join(t for t, _ in render_pieces(template, example["messages"], system, **tools))
     return text.replace(BOS, "").replace(EOS, "")
 
 
@@ -256,7 +332,13 @@ def main(argv: list[str] | None = None) -> Path:
         for start in range(0, len(records), config.batch_size):
             chunk = records[start : start + config.batch_size]
             prompt_ids = [
-                encode_generation_prompt(template, tokenizer, r["messages"], config.system or r["system"])
+                encode_generation_prompt(
+                    template,
+                    tokenizer,
+                    r["messages"],
+                    config.system or r["system"],
+                    **({"tools": r["tools"]} if r.get("tools") else {}),
+                )
                 for r in chunk
             ]
             for record, ids in zip(
@@ -271,7 +353,8 @@ def main(argv: list[str] | None = None) -> Path:
             out.flush()
             bar.update(len(chunk))
     os.replace(partial, output_file)
-    logger.info("wrote %d predictions to %s", len(records), output_file)
+    settings_file = write_settings(config, argv, output_file, settings, len(records), precision)
+    logger.info("wrote %d predictions to %s (settings: %s)", len(records), output_file, settings_file.name)
     return output_file
 
 

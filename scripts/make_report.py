@@ -68,7 +68,10 @@ def check_kernel(name: str) -> None:
         raise RunError(f"no Jupyter kernel named {name!r}; register it with: {KERNEL_FIX}") from None
     kernel_python = spec.argv[0] if spec.argv else ""
     here = os.path.dirname(os.path.abspath(sys.executable))
-    if os.path.isabs(kernel_python) and os.path.dirname(kernel_python) != here:
+    # The folders are compared with symlinks resolved (.venv may be a link to the environment), but not the
+    # interpreter itself: every venv's python links to the same base interpreter.
+    same = os.path.realpath(os.path.dirname(kernel_python)) == os.path.realpath(here)
+    if os.path.isabs(kernel_python) and not same:
         raise RunError(f"the Jupyter kernel {name!r} runs {kernel_python}, not this environment's Python in {here}; "
                        f"re-register it from this environment: {KERNEL_FIX}")  # fmt: skip
 

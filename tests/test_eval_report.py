@@ -19,13 +19,14 @@ from conftest import PYTHON, REPO, run_script
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 6-step run with 2 evaluations, 8 predictions of 8 tokens, and their metrics."""
+    """A 6-step run with 2 evaluations, 8 predictions of 8 tokens, and their metrics. The predictions are
+    made on the run's own training file, so the report must warn that the dev prompts were trained on."""
     run_dir = tmp_path_factory.mktemp("eval") / "tiny-run"
     run_script(PYTHON, "scripts/finetune.py", "--model_name_or_path", str(tiny_llama),
                "--data_path", "data_dir/sample_sft.train.json", "--max_steps", "6", "--logging_steps", "1",
                "--eval_steps", "3", "--learning_rate", "1e-3", "--output_dir", str(run_dir))  # fmt: skip
     run_script(PYTHON, "scripts/generate.py", "--model_name_or_path", str(run_dir),
-               "--dev_file", "data_dir/sample_sft.dev.json", "--max_samples", "8", "--max_new_tokens", "8")  # fmt: skip
+               "--dev_file", "data_dir/sample_sft.train.json", "--max_samples", "8", "--max_new_tokens", "8")  # fmt: skip
     run_script(PYTHON, "scripts/evaluate.py", "--predictions_file", str(run_dir / "predictions.jsonl"))
     return run_dir
 
@@ -132,6 +133,17 @@ def test_report_notebook_shows_the_metrics_of_the_run_and_the_baseline(
     html = (report_dir / "eval_report.html").read_text()
     assert html.count("data:image/png;base64") >= 2 and str(tiny_run.resolve()) in html
     assert "worst" in html.lower() and "git dirty" in html  # the worst-first table and the manifest
+    outputs = json.dumps([c.get("outputs", []) for c in notebook.cells], ensure_ascii=False)
+    assert "Warning: 8 of 8 dev prompts (100%) also occur in the 240 training records" in outputs
+    worst = next(c for c in notebook.cells if "report.worst_samples(" in c.source)
+    table = worst.outputs[0]["data"]["text/html"]
+    assert ">prompt</th>" in table and ">prediction</th>" in table and ">reference</th>" in table
+    first = read_lines(tiny_run / "predictions.jsonl")[0]["input"]
+    assert first.startswith("Human: ") and html_escape(first.splitlines()[0][:40]) in outputs
+    settings = json.loads((tiny_run / "predictions.settings.json").read_text())
+    for shown in ("decoding.max_new_tokens", "dev_data.files_sha256.data_dir/sample_sft.train.json",
+                  settings["dev_data"]["files_sha256"]["data_dir/sample_sft.train.json"], "version: torch"):  # fmt: skip
+        assert shown in outputs, shown
 
 
 def test_report_worst_samples_come_lowest_rouge_first():
@@ -144,6 +156,48 @@ def test_report_worst_samples_come_lowest_rouge_first():
     ]
     table = worst_samples(rows, per_sample, 2)
     assert list(table.index) == [1, 2] and list(table["prediction"]) == ["x", "a c"]
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return json.dumps(html.escape(text), ensure_ascii=False)[1:-1]
+
+
+def test_empty_curves_say_why():
+    from common.report import training_curves
+
+    state = {"logging_steps": 10, "global_step": 2, "log_history": [{"train_loss": 1.0, "step": 2}]}
+    loss_axes, lr_axes = training_curves(state).axes
+    for axes, what in ((loss_axes, "loss"), (lr_axes, "learning rate")):
+        assert [t.get_text() for t in axes.texts] == [
+            f"no {what} logged:\nlogging_steps 10 > the 2 step(s) run"
+        ]
+    logged = {"log_history": [{"loss": 1.0, "learning_rate": 1e-3, "step": 1}], "logging_steps": 1}
+    assert [list(a.texts) for a in training_curves(logged).axes] == [[], []]
+
+
+def test_kernel_check_resolves_a_symlinked_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`.venv` as a link to the environment is the same Python; another environment still is not."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    from make_report import check_kernel
+
+    from common.runs import RunError
+
+    link = tmp_path / "venv-link"
+    link.symlink_to(Path(sys.executable).parent.parent, target_is_directory=True)
+    for name, python in (
+        ("linked", link / "bin" / Path(sys.executable).name),
+        ("other", "/elsewhere/bin/python"),
+    ):
+        (tmp_path / "kernels" / name).mkdir(parents=True)
+        spec = {"argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": name,
+                "language": "python"}  # fmt: skip
+        (tmp_path / "kernels" / name / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    check_kernel("linked")
+    with pytest.raises(RunError, match="runs /elsewhere/bin/python, not this environment's Python"):
+        check_kernel("other")
 
 
 def test_make_report_refuses_a_kernel_of_another_environment(tiny_run: Path, tmp_path: Path):

@@ -164,3 +164,25 @@ def test_inspection_counts_and_marks_trained_tokens(tiny_llama):
     trained = sum(label != -100 for label in example["labels"])
     assert row == {"source": "x", "turns": 2, "prompt_tokens": len(example["input_ids"]) - trained,
                    "response_tokens": trained, "truncated": True}  # fmt: skip
+
+
+def test_duplicates_per_source_and_dev_prompts_in_training_data(tmp_path):
+    from common.data import duplicate_counts, overlap_warning, prompt_overlap
+
+    rows = [{"instruction": "Say  hi", "output": "hi"}, {"instruction": "Say hi ", "output": "hi"},
+            {"instruction": "Say hi", "output": "hello"}, {"instruction": "other", "output": "x"}]  # fmt: skip
+    train = load(write_lines(tmp_path / "train.json", rows))
+    counts = duplicate_counts(train)["train.json"]
+    # Records are compared as normalised (exact text); prompts with whitespace normalised.
+    assert counts == {"records": 4, "duplicate_records": 0, "duplicate_prompts": 2}
+    assert duplicate_counts(train + train[:1])["train.json"]["duplicate_records"] == 1
+    dev = load(write_lines(tmp_path / "dev.json", [{"instruction": "say hi", "output": "a"},
+                                                   {"instruction": "Say\u3000 hi", "output": "b"},
+                                                   {"instruction": "other", "output": "c"}]))  # fmt: skip
+    overlap = prompt_overlap(dev, train)
+    # Case counts; the ideographic space and the double space do not.
+    assert (overlap["dev"], overlap["in_training"], overlap["training"]) == (3, 2, 4)
+    assert overlap_warning(overlap).startswith(
+        "2 of 3 dev prompts (67%) also occur in the 4 training records"
+    )
+    assert overlap_warning(prompt_overlap(dev[:1], train)) is None

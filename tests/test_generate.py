@@ -119,3 +119,62 @@ def test_batched_greedy_equals_one_at_a_time(tiny_llama: Path) -> None:
     one_at_a_time = [generate.generate_batch(model, tokenizer, [ids], settings)[0] for ids in prompt_ids]
     assert batched == one_at_a_time
     assert all(len(ids) > 0 for ids in batched)
+
+
+def load_generate_module():
+    spec = importlib.util.spec_from_file_location("generate_script", SCRIPT)
+    if spec.name in sys.modules:
+        return sys.modules[spec.name]
+    generate = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = generate  # dataclasses look their module up while building the class
+    spec.loader.exec_module(generate)
+    return generate
+
+
+def test_no_dev_record_is_an_error_before_any_model_loads(tmp_path: Path) -> None:
+    from common.data import DataError
+
+    generate = load_generate_module()
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]\n")
+    args = [
+        "--model_name_or_path",
+        str(tmp_path / "no-such-model"),
+        "--output_file",
+        str(tmp_path / "p.jsonl"),
+    ]
+    with pytest.raises(DataError, match=rf"^{empty}: no dev records, nothing to generate$"):
+        generate.main(["--dev_file", str(empty), *args])
+    only_bad = tmp_path / "bad.json"
+    only_bad.write_text('{"instruction": ""}\n')
+    with pytest.raises(DataError, match=rf"{only_bad}:1: 'instruction' must be a non-empty string"):
+        generate.main(["--dev_file", str(only_bad), *args])
+    with pytest.raises(DataError, match=rf"^{only_bad}: no dev records, nothing to generate$"):
+        generate.main(["--dev_file", str(only_bad), "--skip_bad_records", *args])
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_skip_bad_records_and_the_settings_file(tmp_path: Path, tiny_llama: Path) -> None:
+    from common.data import DataError
+    from common.report import read_generation_settings
+    from common.runs import sha256_of
+
+    generate = load_generate_module()
+    dev = tmp_path / "dev.json"
+    good = [json.dumps(r, ensure_ascii=False).encode() for r in DEV_RECORDS[:2]]
+    dev.write_bytes(b"\n".join([b'{"instruction": "broken', *good, b'{"instruction": "\xff"}']) + b"\n")
+    output = tmp_path / "p.jsonl"
+    args = ["--dev_file", str(dev), "--model_name_or_path", str(tiny_llama), "--output_file", str(output),
+            "--max_new_tokens", "2", "--template", "chatml", "--seed", "7"]  # fmt: skip
+    with pytest.raises(DataError, match="2 bad record"):
+        generate.main(args)
+    generate.main([*args, "--skip_bad_records"])
+    assert [p["target"] for p in read_lines(output)] == [r["output"] for r in DEV_RECORDS[:2]]
+    settings = read_generation_settings(output)
+    assert settings == json.loads((tmp_path / "p.settings.json").read_text())
+    assert (settings["model_name_or_path"], settings["lora_weights"], settings["template"]) == (
+        str(tiny_llama), None, "chatml")  # fmt: skip
+    assert settings["decoding"]["decoding"] == "greedy" and settings["decoding"]["max_new_tokens"] == 2
+    assert settings["dev_data"]["files_sha256"] == {str(dev): sha256_of(dev)}
+    assert settings["dev_data"]["examples"] == 2 and settings["seed"] == 7
+    assert settings["versions"]["torch"] and settings["versions"]["transformers"]

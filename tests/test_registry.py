@@ -145,7 +145,8 @@ def test_data_inspection_notebook_runs_under_papermill(tmp_path):
     out = tmp_path / "di.ipynb"
     run_script(PYTHON, "-m", "papermill", "notebooks/data_inspection.ipynb", str(out), "-k", "belle-finetune",
                "-p", "dataset", "sample_sft_train,sample_sft_dev", "-p", "template", "chatml",
-               "-p", "cutoff_len", "128", env={"JUPYTER_PATH": str(tmp_path / "jupyter")})  # fmt: skip
+               "-p", "cutoff_len", "128", "-p", "dev_dataset", "sample_sft_dev",
+               env={"JUPYTER_PATH": str(tmp_path / "jupyter")})  # fmt: skip
     text = "".join("".join(o.get("text", "")) for c in json.loads(out.read_text())["cells"]
                    for o in c.get("outputs", []))  # fmt: skip
     assert (
@@ -153,4 +154,6 @@ def test_data_inspection_notebook_runs_under_papermill(tmp_path):
         and "total                               320" in text
     )
     assert "are longer than cutoff_len=128" in text
+    assert "sample_sft_dev                      0 duplicate records,      0 repeated prompts of 80" in text
+    assert "WARNING: 80 of 80 dev prompts (100%) also occur in the 320 training records" in text
     assert text.count("【") >= 3 and "<|im_start|>assistant" in text
