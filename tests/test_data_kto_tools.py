@@ -3,7 +3,9 @@ conversations (ShareGPT function_call / observation turns and a tools column) no
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 
 import pytest
 
@@ -146,3 +148,23 @@ def test_registry_tags_name_the_tool_roles(tmp_path):
     [record] = load_normalised(load_dataset_info(tmp_path)["t"], tmp_path)
     assert [m["role"] for m in record["messages"]] == ["user", "function_call", "observation", "assistant"]
     assert json.loads(record["tools"]) == TOOLS
+
+
+def test_tool_conversation_trains_the_call_and_answer_not_the_result(tmp_path, tiny_llama):
+    """End to end through the loader once common/templates.py renders tools (issue #13)."""
+    from common.data import mark_trained
+    from common.templates import encode_conversation
+
+    if "tools" not in inspect.signature(encode_conversation).parameters:
+        pytest.skip("common/templates.py renders no tools yet (issue #13)")
+    path = write_lines(tmp_path / "tools.json", [tool_conversation(json.dumps(CALL), json.dumps(TOOLS))])
+    tokenizer = load_tokenizer(str(tiny_llama))
+    [example] = load_tokenised([spec_from_path(path)], tokenizer, "qwen", 1024)
+    marked = mark_trained(example, tokenizer)
+    call, answer = re.findall(r"【(.*?)】", marked, flags=re.S)
+    assert '"name": "get_weather"' in call and '"city": "Paris"' in call
+    assert answer.startswith("It is 21 degrees.")
+    assert '{"temp": 21}' in marked and '"temp"' not in call + answer  # the tool's result is not trained
+    assert '"description": "weather now"' in marked.split("Weather in Paris?")[0]  # tools before the question
+    with pytest.raises(DataError, match="'belle'"):
+        load_tokenised([spec_from_path(path)], tokenizer, "belle", 1024)
