@@ -4,9 +4,6 @@ make_report (papermill + HTML), and the executed notebook shows the numbers of m
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -211,19 +208,3 @@ def test_make_report_refuses_a_kernel_of_another_environment(tiny_run: Path, tmp
     assert result.returncode != 0
     assert "runs /elsewhere/.venv/bin/python" in result.stderr and "ipykernel install" in result.stderr
     assert not (tmp_path / "r").exists()
-
-
-@pytest.mark.skipif(
-    not (REPO / "notebooks" / "data_inspection.ipynb").is_file(), reason="no data_inspection.ipynb"
-)
-def test_data_inspection_notebook_runs_under_papermill(kernel_path: Path, tmp_path: Path):
-    out = tmp_path / "data_inspection.ipynb"
-    result = subprocess.run(
-        [PYTHON, "-m", "papermill", "notebooks/data_inspection.ipynb", str(out), "-k", "belle-finetune", "--cwd", str(REPO)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "JUPYTER_PATH": str(kernel_path)},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    cells = nbformat.read(out, as_version=4).cells
-    assert not [o for c in cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert re.search(r"parameters", json.dumps([c.metadata for c in cells]))
