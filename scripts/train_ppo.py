@@ -6,7 +6,7 @@
         --deepspeed run_config/deepspeed_config.json                    # ZeRO-2 (ZeRO-3 is refused)
 
 Each PPO step, on every device:
-  1. rollout: sample a response to each of `rollout_batch_size` prompts (left-padded batch, `generate`);
+  1. rollout: sample a response to each of `rollout_batch_size` prompts (common/generation.py's engine);
      a response ends at its first stop token (eos, or the template's end marker), the rest is padding;
   2. score: the reward model reads prompt + response and gives one score (at its last token); the policy's
      and the reference's log-probabilities give a per-token KL penalty, -kl_coef * (log pi - log ref),
@@ -512,6 +512,22 @@ def reference_logits(models: PPOModels, ids: Any, mask: Any) -> Any:
         return causal_forward(policy, ids, mask, models.takes_positions).logits
 
 
+def sample_responses(run: PPORun, prompts: list[list[int]], prompt_ids: Any) -> Any:
+    """The left-padded prompts followed by one sampled response each (common/generation.py's engine, the one
+    generate.py and the API use), as generate() laid them out: a response runs up to and including its first
+    stop token, then padding up to the longest response."""
+    import torch
+
+    from common.generation import HFEngine, SamplingParams
+
+    policy, batch = run.models.unwrapped.policy, len(prompts)
+    engine = HFEngine(policy, run.tokenizer, None, run.stop_ids, max_batch_size=batch)
+    params = SamplingParams(max_tokens=run.config.max_new_tokens, temperature=run.config.temperature)
+    completions = engine.generate(prompts, params)
+    responses, _ = pad_rows([c.token_ids for c in completions], run.tokenizer.pad_token_id, left=False)
+    return torch.cat([prompt_ids, responses.to(prompt_ids.device)], dim=1)
+
+
 def rollout(run: PPORun, prompts: list[list[int]]) -> Rollout:
     """Sample a response to each prompt, then read log-probs, values and entropy of the policy and the
     reference's log-probs on the whole batch at once."""
@@ -525,11 +541,7 @@ def rollout(run: PPORun, prompts: list[list[int]]) -> Rollout:
     prompt_ids, prompt_mask = (t.to(accelerator.device) for t in padded)
     width = prompt_ids.shape[1]
     with torch.no_grad(), accelerator.autocast():
-        sequences = models.unwrapped.policy.generate(
-            input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=config.temperature,
-            top_k=0, top_p=1.0, max_new_tokens=config.max_new_tokens, eos_token_id=run.stop_ids,
-            pad_token_id=run.tokenizer.pad_token_id,
-        )  # fmt: skip
+        sequences = sample_responses(run, prompts, prompt_ids)
         responses = sequences[:, width:]
         mask, ended = response_mask_after_stop(responses, run.stop_ids)
         attention = torch.cat([prompt_mask, mask], dim=1)
