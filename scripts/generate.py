@@ -9,8 +9,10 @@ BELLE's arguments work unchanged:
 
 Prompts use `--template` (default BELLE's `Human: {instruction}\\n\\nAssistant: `; any name from
 common/templates.py, the same one the model was trained with), tokenised exactly as in training, and
-generated in left-padded batches. `--dataset NAME` takes the dev data from data_dir/dataset_info.json;
-multi-turn records (history, ShareGPT, OpenAI messages) are answered at their last user turn:
+decoded by common/generation.py's engine: up to `--batch_size` answers at once, longest prompts first, a
+finished answer's place taken at once by the next prompt (beam search: left-padded generate() batches).
+`--dataset NAME` takes the dev data from data_dir/dataset_info.json; multi-turn records (history,
+ShareGPT, OpenAI messages) are answered at their last user turn:
 
     python scripts/generate.py --dataset sample_sft_dev --template belle --model_name_or_path trained_models/x
 
@@ -27,6 +29,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +75,9 @@ class GenerateConfig:
     )
     overwrite: bool = config_field(False, "allow replacing an existing output_file")
     # Decoding
-    batch_size: int = config_field(8, "prompts per generate() call (left-padded)")
+    batch_size: int = config_field(
+        64, "answers decoded together (beam: prompts per generate() call); lower it if memory runs out"
+    )
     max_new_tokens: int = config_field(
         256, "most tokens generated per answer; generation stops earlier at eos"
     )
@@ -271,6 +276,32 @@ def generate_batch(model: Any, tokenizer: Any, prompt_ids: list[list[int]], sett
     return new_ids
 
 
+def generate_answers(
+    config: GenerateConfig, model: Any, tokenizer: Any, template: Any, eos_ids: list[int],
+    prompt_ids: list[list[int]], settings: Any,
+) -> list[list[int]]:  # fmt: skip
+    """Each prompt's answer ids (up to its first stop token, which is left out), in the prompts' order."""
+    if config.decoding == "beam":  # beams need generate(): static left-padded batches
+        from tqdm import tqdm
+
+        answers = []
+        for start in tqdm(range(0, len(prompt_ids), config.batch_size), desc="generating"):
+            answers += generate_batch(
+                model, tokenizer, prompt_ids[start : start + config.batch_size], settings
+            )
+        return answers
+    from common.generation import HFEngine, SamplingParams
+
+    engine = HFEngine(model, tokenizer, template, eos_ids, max_batch_size=config.batch_size)
+    sample = config.decoding == "sample"  # each prompt gets its own seed: the same answer whatever the batch
+    params = [SamplingParams(max_tokens=config.max_new_tokens, temperature=config.temperature if sample else 0.0,
+                             top_p=config.top_p if sample else 1.0, top_k=config.top_k if sample else 0,
+                             repetition_penalty=config.repetition_penalty, seed=config.seed + i if sample else None)
+              for i in range(len(prompt_ids))]  # fmt: skip
+    completions = engine.generate(prompt_ids, params, progress=True)
+    return [c.token_ids[:-1] if c.finish_reason == "stop" else c.token_ids for c in completions]
+
+
 def main(argv: list[str] | None = None) -> Path:
     setup_logging()
     # ---- Config -------------------------------------------------------------------------------
@@ -288,7 +319,6 @@ def main(argv: list[str] | None = None) -> Path:
 
     # ---- Model --------------------------------------------------------------------------------
     import torch
-    from tqdm import tqdm
     from transformers import set_seed
 
     from common.modeling import (
@@ -328,30 +358,32 @@ def main(argv: list[str] | None = None) -> Path:
     # Written to a .partial file first, so an interrupted run leaves no file that looks complete.
     output_file.parent.mkdir(parents=True, exist_ok=True)
     partial = output_file.with_name(output_file.name + ".partial")
-    with open(partial, "w", encoding="utf-8") as out, tqdm(total=len(records), desc="generating") as bar:
-        for start in range(0, len(records), config.batch_size):
-            chunk = records[start : start + config.batch_size]
-            prompt_ids = [
-                encode_generation_prompt(
-                    template,
-                    tokenizer,
-                    r["messages"],
-                    config.system or r["system"],
-                    **({"tools": r["tools"]} if r.get("tools") else {}),
-                )
-                for r in chunk
-            ]
-            for record, ids in zip(
-                chunk, generate_batch(model, tokenizer, prompt_ids, settings), strict=True
-            ):
-                prediction = {
-                    "input": prompt_text(template, tokenizer, record, config.system or record["system"]),
-                    "predict": tokenizer.decode(ids, skip_special_tokens=True).strip(),
-                    "target": record["target"],
-                }
-                out.write(json.dumps(prediction, ensure_ascii=False) + "\n")
-            out.flush()
-            bar.update(len(chunk))
+    prompt_ids = [
+        encode_generation_prompt(
+            template,
+            tokenizer,
+            r["messages"],
+            config.system or r["system"],
+            **({"tools": r["tools"]} if r.get("tools") else {}),
+        )
+        for r in records
+    ]
+    started = time.perf_counter()
+    try:
+        answers = generate_answers(config, model, tokenizer, template, eos_ids, prompt_ids, settings)
+    except torch.OutOfMemoryError:
+        raise RunError(f"out of GPU memory with --batch_size {config.batch_size}; lower it") from None
+    seconds = time.perf_counter() - started
+    logger.info("generated %d tokens in %.1f s (%.0f tokens/s)", sum(map(len, answers)), seconds,
+                sum(map(len, answers)) / max(seconds, 1e-9))  # fmt: skip
+    with open(partial, "w", encoding="utf-8") as out:
+        for record, ids in zip(records, answers, strict=True):
+            prediction = {
+                "input": prompt_text(template, tokenizer, record, config.system or record["system"]),
+                "predict": tokenizer.decode(ids, skip_special_tokens=True).strip(),
+                "target": record["target"],
+            }
+            out.write(json.dumps(prediction, ensure_ascii=False) + "\n")
     os.replace(partial, output_file)
     settings_file = write_settings(config, argv, output_file, settings, len(records), precision)
     logger.info("wrote %d predictions to %s (settings: %s)", len(records), output_file, settings_file.name)
