@@ -9,13 +9,17 @@ marker / eos, and are IGNORE_INDEX elsewhere (tool results are never trained).
     python -m common.templates                                   # every template on a two-turn example
     python -m common.templates check --model PATH --template qwen  # our template vs the model's own
 
-Rules that hold for every template (tests/test_templates.py, tests/test_template_real.py):
+Rules that hold for every template (tests/test_templates.py on the tiny tokenizer, with and without the
+family's special tokens; tests/test_template_real.py and tests/test_template_parity.py on real tokenizers):
 - The concatenated input_ids equal the official reference tokenisation: the model's own chat_template
   rendered and tokenised whole, or where the official training or inference code tokenises message by
   message (Meta's Llama 2 generation.py, mistral_common), what that code produces. Each prompt and answer
   piece is tokenised on its own (a byte-level BPE could merge across the boundary), so where a
   SentencePiece tokenizer would put its dummy-prefix space marker in front of every piece, a piece that
   continues a text is tokenised as a continuation (`encode_piece`): `[/INST] ▁Hello`, never `▁▁Hello`.
+  Known exception: a prompt that ends with a space (`belle`, `default`, `xverse`: "Assistant: ") keeps that
+  space as a token of its own, where a whole-text tokenisation merges it into the answer's first word
+  (" Hello"); changing it would change the tokens BELLE-format runs train on, so it is left and asserted.
 - Empty and absent system prompts are the same: `""` (an alpaca record's `"system": ""`, a ShareGPT or
   OpenAI record's empty system turn) and `None` both give the template's default system prompt, or no
   system block when it has none, exactly as the official chat templates render a conversation without a
@@ -25,6 +29,11 @@ Rules that hold for every template (tests/test_templates.py, tests/test_template
   Model-specific special tokens (`<|im_start|>`, `<|eot_id|>`, `[gMASK]`, ...) are written as text: the real
   model's tokenizer knows them as added tokens and encodes each as ONE id; our tiny test vocab does not,
   so there they become several ordinary byte tokens (good enough to test the layout).
+
+Tool calls: `tools` (a JSON list of function schemas) and function_call / observation turns are rendered
+by the templates with a tool format (`qwen`, `qwen3`, `qwen3_nothink`: Qwen's <tools> / <tool_call> /
+<tool_response>) and by `tokenizer` (the chat template's own `tools` argument); every other template
+refuses them with a TemplateError that names these.
 
 Reasoning templates (`qwen3`, `deepseekr1`) render an answer's `<think>...</think>` block the way the
 official template does: answers before the last user turn lose their reasoning (the official template
@@ -508,6 +517,11 @@ _QWEN_TOOLS = (
 )
 
 
+_QWEN_RESULT = (
+    "<|im_start|>user\n<tool_response>\n{content}\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+)
+
+
 def _tool_system(system: str, tools: list[dict[str, Any]]) -> str:
     """The system block's content with the tool list (Qwen2.5 keeps its default system prompt in front;
     Qwen3 puts the tool text alone when there is no system prompt)."""
@@ -573,12 +587,8 @@ def render_pieces(
             prompt = _fill(template.prefix) if i == 0 else _fill(template.turn_separator)
             if i == 0 and system and not template.system_in_user:
                 prompt += _fill(template.system, content=system)
-            if role == "observation":
-                prompt += _fill(
-                    "<|im_start|>user\n<tool_response>\n{content}\n</tool_response><|im_end|>\n"
-                    "<|im_start|>assistant\n",
-                    content=content,
-                )
+            if role == "observation":  # only Qwen's tool format exists (checked above)
+                prompt += _fill(_QWEN_RESULT, content=content)
             else:
                 if i == system_turn and system and template.system_in_user:
                     content = _fill(template.system_in_user, system=system, content=content)
