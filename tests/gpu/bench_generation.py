@@ -1,0 +1,346 @@
+"""Generation benchmark on one GPU (issue 14), run by tests/gpu/run_generation_bench.sh on the device machine.
+
+On the Llama-3.2-1B shape of bench_sft.py (random weights, bf16, the embedded tokenizer) and BELLE-like prompts
+(bench_mix.py's length mix: prompt median 40 tokens, sigma 0.8, 5-400), side by side in one call:
+
+  old_static_8   the old generate.py loop: left-padded static batches of 8 in file order, one model.generate
+                 each, greedy, 256 new tokens (on the first --old_prompts prompts: it is slow)
+  engine_greedy  common/generation.py in this process with generate.py's defaults, all --prompts prompts
+  generate_py    scripts/generate.py with its defaults, the same prompts (a subprocess: whole wall time)
+  varied_static  per-request max_tokens drawn from the response lengths (median 250, sigma 0.9, 5-1,024):
+                 length-sorted static batches of 64, each generate() run to its longest request's limit
+  varied_engine  the same requests through the engine (rows leave when done, waiting ones take their place)
+  api_stream_64  64 concurrent streaming requests (max_tokens as above) to scripts/api.py: all complete,
+                 time to first token p50/p95, completion tokens/s over the whole wall time
+
+Random weights rarely emit eos, so the greedy rows run to their limit: tokens/s there is decoding speed.
+Writes <out>/bench_generation.jsonl (one JSON object a row) and prints a table.
+
+    python3 tests/gpu/bench_generation.py --out $OUT [--prompts 512 --old_prompts 128]
+    python3 tests/gpu/bench_generation.py --out /tmp/gen --smoke      # CPU, tiny model, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "gpu"))
+sys.path.insert(0, str(REPO / "scripts"))
+
+
+def sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def response_lengths(count: int, cap: int, seed: int = 1) -> list[int]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [int(n) for n in np.clip(np.rint(250 * np.exp(0.9 * rng.standard_normal(count))), 5, cap)]
+
+
+def old_static(engine: Any, prompts: list[list[int]], batch_size: int, max_new_tokens: int) -> dict[str, Any]:
+    """generate.py before the engine: batches in file order, left-padded, one generate() call each."""
+    import torch
+    from transformers import GenerationConfig
+
+    tokenizer, model = engine.tokenizer, engine.model
+    settings = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, temperature=None,
+                                top_p=None, top_k=None, eos_token_id=engine.stop_ids,
+                                pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    outputs, start = [], time.perf_counter()
+    for first in range(0, len(prompts), batch_size):
+        batch = tokenizer.pad(
+            {"input_ids": prompts[first : first + batch_size]}, padding=True, return_tensors="pt"
+        )
+        with torch.inference_mode():
+            rows = model.generate(input_ids=batch["input_ids"].to(model.device),
+                                  attention_mask=batch["attention_mask"].to(model.device),
+                                  generation_config=settings)  # fmt: skip
+        for row in rows[:, batch["input_ids"].shape[1] :].tolist():
+            end = next((i for i, t in enumerate(row) if t in engine.stop_ids), len(row))
+            outputs.append(row[:end])
+    sync()
+    seconds = time.perf_counter() - start
+    tokens = sum(len(o) for o in outputs)
+    return {"prompts": len(prompts), "tokens": tokens, "seconds": seconds, "tokens_per_second": tokens / seconds,
+            "outputs": outputs}  # fmt: skip
+
+
+def engine_run(engine: Any, prompts: list[list[int]], params: Any) -> dict[str, Any]:
+    start = time.perf_counter()
+    completions = engine.generate(prompts, params)
+    sync()
+    seconds = time.perf_counter() - start
+    tokens = sum(len(c.token_ids) for c in completions)
+    return {"prompts": len(prompts), "tokens": tokens, "seconds": seconds, "tokens_per_second": tokens / seconds,
+            "outputs": [c.token_ids[:-1] if c.finish_reason == "stop" else c.token_ids for c in completions]}  # fmt: skip
+
+
+def varied_static(
+    engine: Any, prompts: list[list[int]], limits: list[int], batch_size: int
+) -> dict[str, Any]:
+    """Static batching with per-request limits: length-sorted batches, each generate() runs to the batch's
+    longest limit; a row's tokens past its own limit are wasted (and not counted)."""
+    import torch
+    from transformers import GenerationConfig
+
+    tokenizer, model = engine.tokenizer, engine.model
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    useful, start = 0, time.perf_counter()
+    for first in range(0, len(order), batch_size):
+        chunk = order[first : first + batch_size]
+        batch = tokenizer.pad({"input_ids": [prompts[i] for i in chunk]}, padding=True, return_tensors="pt")
+        settings = GenerationConfig(max_new_tokens=max(limits[i] for i in chunk), do_sample=False,
+                                    temperature=None, top_p=None, top_k=None, eos_token_id=engine.stop_ids,
+                                    pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+        with torch.inference_mode():
+            rows = model.generate(input_ids=batch["input_ids"].to(model.device),
+                                  attention_mask=batch["attention_mask"].to(model.device),
+                                  generation_config=settings)  # fmt: skip
+        for i, row in zip(chunk, rows[:, batch["input_ids"].shape[1] :].tolist(), strict=True):
+            end = next((k + 1 for k, t in enumerate(row) if t in engine.stop_ids), len(row))
+            useful += min(end, limits[i])
+    sync()
+    seconds = time.perf_counter() - start
+    return {
+        "prompts": len(prompts),
+        "tokens": useful,
+        "seconds": seconds,
+        "tokens_per_second": useful / seconds,
+    }
+
+
+def run_generate_py(model_dir: Path, dev_file: Path, out: Path, max_new_tokens: int) -> dict[str, Any]:
+    """scripts/generate.py with its defaults (only the files and, in smoke runs, the length given)."""
+    predictions = out / "generate_py_predictions.jsonl"
+    command = [sys.executable, "scripts/generate.py", "--dev_file", str(dev_file), "--model_name_or_path",
+               str(model_dir), "--output_file", str(predictions), "--overwrite"]  # fmt: skip
+    if max_new_tokens != 256:
+        command += ["--max_new_tokens", str(max_new_tokens)]
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    (out / "generate_py.log").write_text(result.stdout + result.stderr, encoding="utf-8")
+    if result.returncode != 0:
+        return {"status": f"exit {result.returncode}", "log_tail": result.stderr[-2000:]}
+    lines = predictions.read_text(encoding="utf-8").splitlines()
+    row = {"prompts": len(lines), "whole_run_seconds": seconds, "command": " ".join(command[1:])}
+    logged = re.search(r"generated (\d+) tokens in ([\d.]+) s", result.stderr)  # generate.py's own timing
+    if logged:
+        tokens, gen_seconds = int(logged.group(1)), float(logged.group(2))
+        row |= {"tokens": tokens, "seconds": gen_seconds, "tokens_per_second": tokens / gen_seconds}
+    return row
+
+
+# ---- the API under 64 concurrent streams -----------------------------------------------------------------
+
+
+def stream_one(port: int, body: dict, result: dict) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    start = time.perf_counter()
+    connection.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    result["status"] = response.status
+    if response.status != 200:
+        result["error"] = response.read().decode()[:300]
+        return
+    for raw in response:
+        line = raw.decode().strip()
+        if not line.startswith("data: "):
+            continue
+        if line == "data: [DONE]":
+            result["done"] = True
+            break
+        chunk = json.loads(line[6:])
+        if chunk.get("usage"):
+            result["completion_tokens"] = chunk["usage"]["completion_tokens"]
+        elif chunk["choices"] and chunk["choices"][0]["delta"].get("content") and "ttft" not in result:
+            result["ttft"] = time.perf_counter() - start
+    result["seconds"] = time.perf_counter() - start
+
+
+def api_stream(model_dir: Path, questions: list[str], limits: list[int], out: Path) -> dict[str, Any]:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = open(out / "api_server.log", "w")  # noqa: SIM115 - open while the server runs
+    server = subprocess.Popen([sys.executable, "scripts/api.py", "--model_name_or_path", str(model_dir),
+                               "--template", "belle", "--port", str(port), "--max_batch_size", "64"],
+                              cwd=REPO, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/health")
+                if connection.getresponse().status == 200:
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    return {
+                        "status": "server did not start",
+                        "log_tail": (out / "api_server.log").read_text()[-2000:],
+                    }
+                time.sleep(0.5)
+        warm = {"model": model_dir.name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        stream_one(port, {**warm, "stream": True}, {})
+        results: list[dict] = [{} for _ in questions]
+        threads = [threading.Thread(target=stream_one, args=(port, {
+            "model": model_dir.name, "messages": [{"role": "user", "content": q}], "max_tokens": n,
+            "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}, r))
+            for q, n, r in zip(questions, limits, results, strict=True)]  # fmt: skip
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - start
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
+    done = [r for r in results if r.get("done")]
+    ttfts = sorted(r["ttft"] for r in done if "ttft" in r)
+    tokens = sum(r.get("completion_tokens", 0) for r in done)
+
+    def pct(p: float) -> float | None:
+        return ttfts[min(len(ttfts) - 1, int(p * len(ttfts)))] if ttfts else None
+
+    return {"requests": len(results), "completed": len(done), "errors": [r.get("error") for r in results
+            if not r.get("done")][:3], "ttft_p50_s": pct(0.5), "ttft_p95_s": pct(0.95), "tokens": tokens,
+            "wall_seconds": wall, "tokens_per_second": tokens / wall}  # fmt: skip
+
+
+# ---- main ------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", required=True, help="folder for bench_generation.jsonl and the logs")
+    parser.add_argument("--prompts", type=int, default=512, help="BELLE-like prompts for the greedy rows")
+    parser.add_argument("--old_prompts", type=int, default=128, help="prompts the slow old loop runs on")
+    parser.add_argument("--max_new_tokens", type=int, default=256, help="answer length of the greedy rows")
+    parser.add_argument("--varied", type=int, default=512, help="requests of the varied-length rows")
+    parser.add_argument("--only", default="", help="comma-separated rows to run (default: all)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="CPU check of the script: tiny model, a few prompts"
+    )
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.smoke:
+        args.prompts, args.old_prompts, args.max_new_tokens, args.varied = 12, 8, 8, 12
+    rows_wanted = set(filter(None, args.only.split(",")))
+
+    import torch
+    from bench_mix import write_length_mix
+    from bench_sft import build_model
+    from generate import GenerateConfig, dev_conversations  # scripts/generate.py reads the dev file
+
+    from common.config import parse_config
+    from common.generation import SamplingParams, load_engine
+
+    tokenizer_dir = REPO / "models/tiny-llama"
+    if args.smoke:
+        model_dir = tokenizer_dir
+    else:
+        model_dir = Path("/tmp/llama-1b-gen")
+        build_model(model_dir, tokenizer_dir)
+    dev_file = out / "belle_like_prompts.jsonl"
+    mix = write_length_mix(dev_file, tokenizer_dir, max(args.prompts, args.varied), cutoff=2048)
+    config = parse_config(GenerateConfig, ["--dev_file", str(dev_file)])
+    records = dev_conversations(config)
+    engine = load_engine(str(model_dir), template="belle")  # generate.py's defaults: belle, 64 rows at once
+    prompts = [engine.encode(r["messages"], r["system"]) for r in records]
+    environment = {"gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+                   "torch": torch.__version__, "transformers": __import__("transformers").__version__,
+                   "model": str(model_dir), "length_mix": mix}  # fmt: skip
+    print(json.dumps(environment), flush=True)
+    engine.generate(prompts[:8], SamplingParams(max_tokens=4))  # warm-up (CUDA context, kernels)
+
+    results: dict[str, dict[str, Any]] = {}
+
+    def run(name: str, fn: Any) -> None:
+        if rows_wanted and name not in rows_wanted:
+            return
+        print(f"== {name}", flush=True)
+        try:
+            row = {"status": "ok", **fn()}
+        except Exception as err:  # one failed row must not lose the others
+            row = {"status": f"failed: {type(err).__name__}: {err}"[:500]}
+        results[name] = row
+        shown = {k: v for k, v in row.items() if k != "outputs"}
+        print(json.dumps(shown), flush=True)
+        with open(out / "bench_generation.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"row": name, **shown}) + "\n")
+
+    greedy = SamplingParams(max_tokens=args.max_new_tokens)
+    run("old_static_8", lambda: old_static(engine, prompts[: args.old_prompts], 8, args.max_new_tokens))
+    run("engine_greedy", lambda: engine_run(engine, prompts[: args.prompts], greedy))
+    if "old_static_8" in results and "engine_greedy" in results and "outputs" in results["engine_greedy"]:
+        old, new = results["old_static_8"].get("outputs", []), results["engine_greedy"]["outputs"][: len(
+            results["old_static_8"].get("outputs", []))]  # fmt: skip
+        same = sum(a == b for a, b in zip(old, new, strict=True))
+        print(f"identical greedy answers, old vs engine (bf16 on GPU need not be bitwise): {same}/{len(old)}")
+    run("generate_py", lambda: run_generate_py(model_dir, dev_file, out, args.max_new_tokens))
+    limits = response_lengths(args.varied, cap=1024 if not args.smoke else 12)
+    varied_prompts = prompts[: args.varied]
+    run("varied_static", lambda: varied_static(engine, varied_prompts, limits, 64))
+    run(
+        "varied_engine",
+        lambda: engine_run(engine, varied_prompts, [SamplingParams(max_tokens=n) for n in limits]),
+    )
+    engine.model.to("cpu")  # the API server loads its own copy
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    questions = [r["messages"][-1]["content"] for r in records[:64]]
+    api_limits = response_lengths(len(questions), cap=512 if not args.smoke else 8, seed=2)
+    run("api_stream_64", lambda: api_stream(model_dir, questions, api_limits, out))
+
+    # ---- summary -----------------------------------------------------------------------------------
+    print(
+        "\n| row | status | prompts | tokens | seconds | tokens/s | note |\n| --- | --- | --- | --- | --- | --- | --- |"
+    )
+    for name, row in results.items():
+        note = ""
+        if name == "api_stream_64" and row.get("status") == "ok":
+            note = f"{row['completed']}/{row['requests']} complete, TTFT p50 {row['ttft_p50_s']:.3f} s p95 {row['ttft_p95_s']:.3f} s"
+        if name == "generate_py" and row.get("status") == "ok":
+            note = f"whole run incl. model load {row['whole_run_seconds']:.1f} s"
+        tps = row.get("tokens_per_second")
+        print(f"| {name} | {row['status'][:40]} | {row.get('prompts', row.get('requests', ''))} | "
+              f"{row.get('tokens', '')} | {row.get('seconds', row.get('wall_seconds', 0)):.1f} | "
+              f"{'' if tps is None else f'{tps:,.0f}'} | {note} |")  # fmt: skip
+    base = results.get("old_static_8", {}).get("tokens_per_second")
+    for name in ("engine_greedy",):
+        if base and results.get(name, {}).get("tokens_per_second"):
+            print(f"{name} / old_static_8 tokens/s: {results[name]['tokens_per_second'] / base:.1f}x")
+    vs, ve = (results.get(n, {}).get("tokens_per_second") for n in ("varied_static", "varied_engine"))
+    if vs and ve:
+        print(f"varied_engine / varied_static tokens/s: {ve / vs:.2f}x")
+    return 0 if all(r["status"] == "ok" for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Generation benchmark (issue 14, tests/gpu/bench_generation.py) on one GPU, run on the device machine from the
+# repo root with .whl carried (run tool: carry [".whl"]). The server rows need FastAPI and uvicorn, which the GPU
+# image lacks; fetch them once per checkout on the CPU machine (bitsandbytes is not needed here: move it out
+# of .whl/ to stay under the 64 MiB carried):
+#   bash ../shared/gpu/fetch_wheels.sh fastapi==0.163.2 starlette==1.10.0 uvicorn==0.54.0 annotated-doc \
+#       opentelemetry-api anyio idna h11 click
+# Arguments go to bench_generation.py; results and logs go to $OUT (about 6-8 minutes on an H200):
+#   bash tests/gpu/run_generation_bench.sh
+#   bash tests/gpu/run_generation_bench.sh --only varied_static,varied_engine --varied 1024
+set -uo pipefail
+: "${OUT:?set OUT to the results folder}"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH || exit 1
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import fastapi, uvicorn" || { echo "fastapi/uvicorn missing from .whl/ (see the top of this file)"; exit 1; }
+python3 scripts/build_tiny_models.py --archs llama > /dev/null || exit 1   # the tokenizer the benchmark model uses
+python3 tests/gpu/bench_generation.py --out "$OUT" "$@"
