@@ -97,6 +97,7 @@ class Template:
     stop_words: tuple[str, ...] = ()
     tools: str | None = None  # name of the tool-call format ("qwen", "qwen3"), None: no tool calls
     reasoning: str | None = None  # "qwen3" or "r1": how <think> blocks are rendered (module docstring)
+    trim_content: bool = False  # the official template strips each message's text (Gemma's `| trim`)
     doc: str = ""
 
 
@@ -137,6 +138,7 @@ _GEMMA = {
     "system_in_user": "{system}\n\n{content}",
     "eos": "none",
     "stop_words": ("<end_of_turn>",),
+    "trim_content": True,
 }
 _DEEPSEEK3 = {
     "system": "{content}",
@@ -342,14 +344,14 @@ TEMPLATES: dict[str, Template] = {
         _t(
             "gemma",
             "Gemma 1 / 2 instruct, google/gemma-2-9b-it tokenizer_config.json chat_template: `<start_of_turn>user"
-            "\\n...<end_of_turn>\\n<start_of_turn>model\\n`; the official template refuses a system role, so it "
-            "opens the first user turn as Gemma 3 does.",
+            "\\n...<end_of_turn>\\n<start_of_turn>model\\n`, each message's text trimmed; the official template refuses a "
+            "system role, so it opens the first user turn as Gemma 3 does.",
             **_GEMMA,
         ),  # fmt: skip
         _t(
             "gemma3",
-            "Gemma 3 instruct, google/gemma-3-4b-it chat_template: Gemma's turns, the system prompt + '\\n\\n' "
-            "opens the first user turn.",
+            "Gemma 3 instruct, google/gemma-3-4b-it chat_template: Gemma's turns (text trimmed), the system "
+            "prompt + '\\n\\n' opens the first user turn.",
             **_GEMMA,
         ),  # fmt: skip
         _t(
@@ -583,6 +585,7 @@ def render_pieces(
     pieces: list[tuple[str, bool]] = []
     for i, message in enumerate(messages):
         role, content = message["role"], message["content"]
+        content = content.strip() if template.trim_content else content
         if role in PROMPT_ROLES:
             prompt = _fill(template.prefix) if i == 0 else _fill(template.turn_separator)
             if i == 0 and system and not template.system_in_user:

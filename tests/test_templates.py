@@ -261,3 +261,11 @@ def test_one_token_short_cuts_the_last_turn_as_split_budget_says(name, tokenizer
     assert cut["labels"] == [full["labels"][i] for i in kept]
     if keep_answer < len(answer):  # a cut answer never trains its stop
         assert cut["labels"][-1] == answer[-2] and answer[-1] not in cut["labels"][start + keep_prompt :]
+
+
+@pytest.mark.parametrize("name", ["gemma", "gemma3"])
+def test_gemma_trims_each_message_as_its_template_does(name):
+    messages = [{"role": "user", "content": "  Hi \n"}, {"role": "assistant", "content": "\nHello! "}]
+    assert render_text(get_template(name), messages, "Be brief.", bos="<bos>") == (
+        "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n"
+    )
