@@ -259,7 +259,7 @@ class HFEngine(Engine):
         pending.reverse()  # pop() from the end takes the longest first
         while pending or self._rows:
             free = self.max_batch_size - len(self._rows)
-            if free > 0 and pending and self._may_admit():
+            if pending and self._may_admit(free):
                 self._admit([pending.pop() for _ in range(min(free, len(pending)))])
             for seq in self._step():
                 results[seq.index] = self._completion(seq)
@@ -304,9 +304,10 @@ class HFEngine(Engine):
 
     def _serve(self) -> None:
         while not self._closing:
+            newcomers: list[_Sequence] = []
             try:
-                newcomers = []
-                while len(self._rows) + len(newcomers) < self.max_batch_size and self._may_admit():
+                free = self.max_batch_size - len(self._rows)
+                while len(newcomers) < free and not self._waiting.empty() and self._may_admit(free):
                     try:
                         seq = self._waiting.get_nowait()
                     except queue.Empty:
@@ -324,7 +325,7 @@ class HFEngine(Engine):
                     seq.handle.emit(("done", self._completion(seq)))
             except Exception as err:  # one failed batch must not take the server down: fail its requests
                 logger.exception("generation failed")
-                for seq in self._rows:
+                for seq in {id(s): s for s in self._rows + newcomers}.values():
                     if seq.handle is not None:
                         seq.handle.emit(("error", f"generation failed: {type(err).__name__}: {err}"))
                 self._reset_batch()
@@ -333,6 +334,7 @@ class HFEngine(Engine):
 
     def _reset_batch(self) -> None:
         self._rows: list[_Sequence] = []
+        self._steps_since_admit = 0
         self._cache: Any = None
         self._mask: Any = None  # [rows, cache width] 1 where the cache holds a real token
         self._positions: Any = None  # [rows] position id of each row's next token
@@ -349,10 +351,16 @@ class HFEngine(Engine):
             params = dataclasses.replace(params, stop=stop)
         return _Sequence(prompt_ids, params, handle, index, stream=stream or bool(params.stop))
 
-    def _may_admit(self) -> bool:
-        """Newcomers join a running batch only where every cache layer can be padded and joined; other
-        caches (sliding-window layers) run batch after batch."""
-        return not self._rows or self._joinable
+    def _may_admit(self, free: int) -> bool:
+        """Whether waiting requests join now. Each join costs a prefill pass and a copy of the cache, so a
+        running batch takes newcomers once an eighth of its places are free, or after 16 steps of waiting
+        (a bound on a request's wait for its first token). Only caches whose every layer can be padded and
+        joined take newcomers at all; others (sliding-window layers) run batch after batch."""
+        if not self._rows:
+            return True
+        if free < 1 or not self._joinable:
+            return False
+        return free >= max(1, self.max_batch_size // 8) or self._steps_since_admit >= 16
 
     def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "past_key_values": cache,
@@ -362,6 +370,9 @@ class HFEngine(Engine):
         if self._takes_logits_to_keep:
             kwargs["logits_to_keep"] = 1
         out = self.model(**kwargs)
+        if out.past_key_values is None:
+            raise GenerationError("the model returned no KV cache (gradient checkpointing in training mode?); "
+                                  "call model.eval() before generating")  # fmt: skip
         return out.logits[:, -1, :].float(), out.past_key_values
 
     def _admit(self, newcomers: list[_Sequence]) -> None:
@@ -392,6 +403,7 @@ class HFEngine(Engine):
             self._next = torch.cat([self._next, next_tokens])
             self._rows += newcomers
         self.peak_batch = max(self.peak_batch, len(self._rows))
+        self._steps_since_admit = 0
         self._record(next_tokens, newcomers)
 
     def _join(self, cache: Any, mask: Any) -> None:
@@ -422,6 +434,7 @@ class HFEngine(Engine):
         finished = self._drop_done()
         if not self._rows:
             return finished
+        self._steps_since_admit += 1
         ones = self._mask.new_ones(len(self._rows), 1)
         self._mask = torch.cat([self._mask, ones], dim=1)
         with torch.inference_mode():

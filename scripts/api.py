@@ -182,7 +182,7 @@ def build_app(engine: Any, model_name: str, default_max_tokens: int, api_key: st
     from fastapi.responses import JSONResponse, StreamingResponse
     from starlette.exceptions import HTTPException
 
-    from common.generation import EngineOverloaded
+    from common.generation import EngineOverloaded, GenerationError
     from common.templates import TemplateError
 
     @asynccontextmanager
@@ -274,6 +274,8 @@ def build_app(engine: Any, model_name: str, default_max_tokens: int, api_key: st
             raise ApiError(
                 503, f"the server is overloaded ({err}); retry shortly", code="server_overloaded"
             ) from None
+        except GenerationError as err:
+            raise ApiError(400, str(err)) from None
         request_id, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
         def usage(completion: Any) -> dict:
