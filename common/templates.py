@@ -994,8 +994,10 @@ def first_difference(ours: list[int], theirs: list[int], tokenizer: Any) -> str 
 def parity_report(tokenizer: Any, template_name: str) -> list[tuple[str, str | None]]:
     """(check, None or the first difference) for each sample conversation: the whole training
     conversation and the generation prompt of its last turn, ours against the tokenizer's chat_template
-    rendered and tokenised whole. A sample the chat_template refuses (Gemma 2 has no system role) or that
-    our template cannot render (no tool format) is reported as skipped."""
+    rendered and tokenised whole. A sample the chat_template refuses (Gemma 2 has no system role) is
+    reported as skipped, a tool call is left out for templates without a tool format, and the stop that
+    GLM/Baichuan training appends after the last answer is not compared (no chat template renders it);
+    DeepSeek-R1's whole conversation is not compared either (its template drops the final reasoning)."""
     template = get_template(template_name)
     results: list[tuple[str, str | None]] = []
     for sample in PARITY_SAMPLES:
@@ -1025,6 +1027,9 @@ def parity_report(tokenizer: Any, template_name: str) -> list[tuple[str, str | N
                 else:
                     example = encode_conversation(template, tokenizer, messages, system, 10**9, tools=tools)
                     ours = example["input_ids"]
+                    stop = _next_stop_ids(template, tokenizer)  # appended for training (GLM, Baichuan), not
+                    if stop and ours[-len(stop) :] == stop:  # part of the chat template's rendering
+                        ours = ours[: -len(stop)]
             except TemplateError as err:
                 results.append((f"{sample['name']}: {what}", f"our template cannot render it ({err})"))
                 continue

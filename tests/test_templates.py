@@ -269,3 +269,25 @@ def test_gemma_trims_each_message_as_its_template_does(name):
     assert render_text(get_template(name), messages, "Be brief.", bos="<bos>") == (
         "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n"
     )
+
+
+# GLM-4-9B-chat's chat format as its model card documents it: [gMASK]<sop>, `<|role|>\n` + content per message,
+# generation prompt `<|assistant|>` (written for this test).
+GLM4_JINJA = (
+    "[gMASK]<sop>{% for m in messages %}{% if m['role'] in ['system', 'user', 'assistant'] %}"
+    "<|{{ m['role'] }}|>\n{{ m['content'] }}{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def test_parity_check_leaves_out_the_stop_glm_training_appends(tokenizer):
+    """GLM-4 training appends <|user|> after the last answer (finetune_demo); its chat template does not
+    render it, so the parity check compares everything before it, and finds the two identical."""
+    from common.templates import chat_template_mismatch, parity_report
+
+    tok = copy.deepcopy(tokenizer)
+    tok.add_tokens(ONE_TURN["templates"]["glm4"]["special_tokens"], special_tokens=True)
+    tok.chat_template = GLM4_JINJA
+    report = parity_report(tok, "glm4")
+    assert report and all(difference is None for _, difference in report)
+    assert chat_template_mismatch(tok, "glm4") is None
+    assert "first difference" in chat_template_mismatch(tok, "chatglm3")  # [gMASK]sop vs [gMASK]<sop>
