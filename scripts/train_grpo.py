@@ -21,7 +21,7 @@ Each optimizer step (`batch_size` counts completions, so it takes batch_size / n
      KL estimate to the reference when kl_coef > 0.
 
 Prompts come from any SFT data (alpaca/BELLE, ShareGPT, OpenAI messages) or math-style {"prompt", "answer"}
-records (`--dataset sample_math`): the prompt is every turn before the last answer, rendered with the SFT
+records (data_dir/sample_math.json, registered as sample_math): the prompt is every turn before the last answer, rendered with the SFT
 template (common/templates.py: encode_generation_prompt), so GRPO samples in the format SFT taught; the last
 answer (or `answer`) is what exact_answer compares with. Prompts over max_prompt_len tokens are left out.
 
@@ -162,7 +162,7 @@ class GRPOStageConfig(
     AdapterStartSettings,
     ModelSettings,
 ):
-    dataset: str | None = stage_default("sample_math")
+    data_path: str = stage_default("data_dir/sample_math.json")
     batch_size: int = stage_default(16)
     per_device_train_batch_size: int = stage_default(8)
     learning_rate: float = stage_default(1e-6)

@@ -1,11 +1,12 @@
 """The whole pipeline on the tiny Llama, stage by stage as LLaMA-Factory users run it:
-pre-training -> SFT -> reward model -> DPO, and SFT + reward model -> PPO.
+pre-training -> SFT -> reward model -> DPO, and SFT + reward model -> PPO or GRPO.
 
 A toy task the test writes makes every stage's effect measurable: SFT teaches the policy to answer any
 prompt with "Answer: yes." or "Answer: no." (half of the examples each); the preference pairs prefer
 "yes". So the reward model must tell them apart, DPO must raise the chosen-over-rejected margin, and PPO
-must raise the reward model's score of the policy's own samples while its KL to the SFT policy stays
-bounded. Each stage starts from the previous stage's output.
+and GRPO (the reward model as its reward, LoRA, a KL term) must raise the reward model's score of the
+policy's own samples while its KL to the SFT policy stays bounded. Each stage starts from the previous
+stage's output.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 from conftest import PYTHON, REPO, run_script
 
-STAGES = ["pt", "sft", "rm", "dpo", "ppo"]
+STAGES = ["pt", "sft", "rm", "dpo", "ppo", "grpo"]
 CHOSEN, REJECTED = "Answer: yes.", "Answer: no."
 QUESTIONS = 48
 
@@ -92,6 +93,16 @@ class Pipeline:
                    "--kl_coef", "1.0", "--save_steps", "1000")  # fmt: skip
         return out
 
+    def run_grpo(self, out: Path) -> Path:
+        import scripts.train_grpo as train_grpo  # in this process: the imports are already paid
+
+        return train_grpo.main(["--model_name_or_path", str(self("sft")), "--reward_funcs", "reward_model",
+                                "--reward_model_path", str(self("rm")), "--data_path",
+                                str(self.data["pairs"]), "--output_dir", str(out), "--use_lora", "true",
+                                "--lora_target_modules", "all", "--num_generations", "8", "--max_new_tokens", "12",
+                                "--batch_size", "16", "--per_device_train_batch_size", "16", "--max_steps", "6",
+                                "--learning_rate", "3e-3", "--kl_coef", "0.1", "--save_steps", "1000"])  # fmt: skip
+
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, tiny_llama, toy_data) -> Pipeline:
@@ -139,10 +150,16 @@ def test_stage(stage, pipeline):
         # The margin starts at exactly 0 (the policy is its reference) and must have risen.
         assert results["eval_rewards/margins"] > 0.1 and results["eval_rewards/accuracies"] == 1.0, results
     else:
-        log = [json.loads(line) for line in (out / "ppo_log.jsonl").read_text().splitlines()]
-        assert abs(log[0]["objective/kl"]) < 1e-5
-        assert all(abs(e["objective/kl"]) < 5.0 for e in log[-5:]), [e["objective/kl"] for e in log]
-        # Measured here, not from the run's log: samples of the SFT policy and of the PPO policy, scored
+        if stage == "ppo":
+            log = [json.loads(line) for line in (out / "ppo_log.jsonl").read_text().splitlines()]
+            kl = [e["objective/kl"] for e in log]
+        else:
+            log = [json.loads(line) for line in (out / "grpo_log.jsonl").read_text().splitlines()]
+            kl = [e["kl"] for e in log]
+            assert all("rewards/reward_model/mean" in e for e in log)
+        assert abs(kl[0]) < 1e-5
+        assert all(abs(k) < 5.0 for k in kl[-5:]), kl
+        # Measured here, not from the run's log: samples of the SFT policy and of the trained policy, scored
         # by the reward model.
         sft_dir = pipeline("sft")
         tokenizer = AutoTokenizer.from_pretrained(sft_dir)
@@ -154,6 +171,8 @@ def test_stage(stage, pipeline):
         r_after = mean_reward(reward_model, after, tokenizer.pad_token_id)
         yes_before = sum(CHOSEN in t for t in tokenizer.batch_decode(before, skip_special_tokens=True))
         yes_after = sum(CHOSEN in t for t in tokenizer.batch_decode(after, skip_special_tokens=True))
-        print(f"PPO: reward {r_before:.3f} -> {r_after:.3f}, '{CHOSEN}' {yes_before} -> {yes_after} of 64")
+        print(
+            f"{stage}: reward {r_before:.3f} -> {r_after:.3f}, '{CHOSEN}' {yes_before} -> {yes_after} of 64"
+        )
         assert r_after > r_before + 1.0, (r_before, r_after)
         assert yes_after > yes_before + 10, (yes_before, yes_after)
