@@ -133,3 +133,18 @@ def test_bad_settings_are_one_line(tmp_path):
                         "--output_dir", str(tmp_path / "b"), check=False)  # fmt: skip
     assert "reward_model_path" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_shipped_configs_parse():
+    """run_config/grpo_config.json and its tiny twin resolve with no unknown key; the weights are numbers."""
+    from common.config import RUN_CONFIG_FILES, parse_config
+    from scripts.train_grpo import GRPOStageConfig
+
+    for path in (REPO / "run_config/grpo_config.json", REPO / "run_config/tiny/grpo_config.json"):
+        config = parse_config(
+            GRPOStageConfig, ["--model_config_file", str(path)], config_file_flags=RUN_CONFIG_FILES
+        )
+        shipped = json.loads(path.read_text())
+        assert (
+            config.output_dir == shipped["output_dir"] and config.reward_weights == shipped["reward_weights"]
+        )

@@ -132,3 +132,14 @@ def test_preference_pairs_split_into_a_desirable_and_an_undesirable_example():
     examples = unpaired_examples([pair, tagged])
     assert [(e["completion"], e["label"]) for e in examples] == [("4", True), ("5", False), ("22", False)]
     assert examples[2]["system"] == "s" and all(e["messages"] == messages for e in examples)
+
+
+def test_shipped_configs_parse():
+    from common.config import RUN_CONFIG_FILES, parse_config
+    from scripts.train_kto import KTOStageConfig
+
+    for path in (REPO / "run_config/kto_config.json", REPO / "run_config/tiny/kto_config.json"):
+        config = parse_config(
+            KTOStageConfig, ["--model_config_file", str(path)], config_file_flags=RUN_CONFIG_FILES
+        )
+        assert config.output_dir == json.loads(path.read_text())["output_dir"]
