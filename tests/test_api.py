@@ -30,8 +30,9 @@ def free_port() -> int:
 def start_server(script: str, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
     """Launch `script` on a free port as a user would; (process, base URL) once /health answers."""
     port = free_port()
-    process = subprocess.Popen([PYTHON, script, "--port", str(port), *args], cwd=REPO,
-                               env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+    # One thread: the tiny model gains nothing from two, and spinning threads stall a busy 2-core machine.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    process = subprocess.Popen([PYTHON, script, "--port", str(port), *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

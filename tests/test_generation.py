@@ -45,6 +45,15 @@ def answer_ids(completion) -> list[int]:
     return completion.token_ids[:-1] if completion.finish_reason == "stop" else completion.token_ids
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model gains nothing from two threads, and spinning threads stall a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def engine(tiny_llama: Path):
     engine = load_engine(str(tiny_llama), template="belle", max_batch_size=3)
@@ -66,20 +75,17 @@ def test_prompts_are_the_training_renderer_ids(engine) -> None:
 
 
 def test_greedy_equals_old_static_batches(engine, prompts) -> None:
-    new = engine.generate(prompts, SamplingParams(max_tokens=10))
-    old = static_batch_generate(engine, prompts, max_new_tokens=10, batch_size=4)
+    new = engine.generate(prompts, SamplingParams(max_tokens=8))
+    old = static_batch_generate(engine, prompts, max_new_tokens=8, batch_size=4)
     assert len({len(p) for p in prompts}) > 3 and any(c.finish_reason == "length" for c in new)
     assert [answer_ids(c) for c in new] == old
     assert all(c.prompt_ids == p for c, p in zip(new, prompts, strict=True))  # the caller's order
 
 
-@pytest.mark.parametrize("arch", ["tiny-llama", "tiny-bloom"])  # rotary positions; ALiBi from the mask
-def test_rows_joining_and_leaving_change_nothing(arch, tiny_models: Path) -> None:
+def test_rows_joining_and_leaving_change_nothing(engine, prompts) -> None:
     """Different max_tokens per request: rows finish at different steps and newcomers join a batch whose
     cache is wider or narrower than theirs; each answer still equals that prompt generated alone."""
-    engine = load_engine(str(tiny_models / arch), template="belle", max_batch_size=3)
-    prompts = [engine.encode([{"role": "user", "content": q}]) for q in QUESTIONS]
-    limits = [2 + (5 * i) % 11 for i in range(len(prompts))]
+    limits = [2 + (5 * i) % 9 for i in range(len(prompts))]
     batched = engine.generate(prompts, [SamplingParams(max_tokens=n) for n in limits])
     for prompt, limit, completion in zip(prompts, limits, batched, strict=True):
         assert answer_ids(completion) == static_batch_generate(engine, [prompt], limit, 1)[0]
