@@ -126,7 +126,7 @@ def test_generate_with_dataset_and_template_prompts_as_training(tmp_path, tiny_l
     for line, record in zip(lines, dev, strict=True):
         messages = record["messages"]
         full = render_text(get_template("chatml"), messages, None)
-        assert full == line["input"] + line["target"] + "<|im_end|>"
+        assert full == line["input"] + line["target"] + "<|im_end|>\n"  # ChatML's newline after the last turn
 
 
 def test_data_inspection_notebook_runs_under_papermill(tmp_path):
