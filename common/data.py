@@ -606,16 +606,38 @@ def spec_from_path(data_path: str | Path) -> DatasetSpec:
         spec.formatting = "text"
         return spec
     try:
-        records = read_records(path, problems=[])
+        records = _sample_records(path, DETECTION_SAMPLE)
     except DataError:
         return spec  # the real read reports the problem with its line
-    votes = collections.Counter(_record_layout(r) for r in records[:DETECTION_SAMPLE])
+    votes = collections.Counter(_record_layout(r) for r in records)
     if not votes:
         return spec
     spec = _spec_with_layout(path.name, str(path), votes.most_common(1)[0][0])
-    if any("tools" in r for r in records[:DETECTION_SAMPLE]):
+    if any("tools" in r for r in records):
         spec.columns = spec.columns | {"tools": "tools"}
     return spec
+
+
+def _sample_records(path: Path, count: int) -> list[dict[str, Any]]:
+    """The first `count` readable JSON objects of a file (lines that do not parse are passed over); a JSON
+    array is read whole."""
+    if not path.is_file():
+        return []
+    with path.open("rb") as handle:
+        if handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+            return read_json_records(path)[:count]
+        handle.seek(0)
+        records = []
+        for raw in handle:
+            try:
+                record = json.loads(raw.decode("utf-8-sig"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+                if len(records) == count:
+                    break
+    return records
 
 
 KIND_NAMES = {"sft": "instruction/chat", "preference": "preference (chosen/rejected)",
@@ -811,11 +833,16 @@ def tokenise_preferences(
     from common.templates import TemplateError, encode_preference_pair, get_template
 
     template = get_template(template_name)
+    takes_tools = "tools" in inspect.signature(encode_preference_pair).parameters
     rows, dropped = [], 0
     for record in records:
+        extra = {"tools": record["tools"]} if record.get("tools") else {}
+        if extra and not takes_tools:
+            raise DataError(f"{record.get('_where', '?')}: the pair defines tools, which preference pairs cannot "
+                            "render yet (common/templates.py's encode_preference_pair has no tools argument)")  # fmt: skip
         try:
             pair = encode_preference_pair(template, tokenizer, record["messages"], record["chosen"],
-                                          record["rejected"], record.get("system"), cutoff_len)  # fmt: skip
+                                          record["rejected"], record.get("system"), cutoff_len, **extra)  # fmt: skip
         except TemplateError as err:
             raise DataError(f"{record.get('_where', '?')}: template {template_name!r}: {err}") from None
         if pair is None:
@@ -1060,9 +1087,13 @@ def inspect_conversations(
     from common.templates import conversation_pieces_ids, get_template
 
     template = get_template(template_name)
+    takes_tools = "tools" in inspect.signature(conversation_pieces_ids).parameters
     rows = []
     for record in records:
-        pieces = conversation_pieces_ids(template, tokenizer, record["messages"], record.get("system"))
+        extra = {"tools": record["tools"]} if record.get("tools") and takes_tools else {}
+        pieces = conversation_pieces_ids(
+            template, tokenizer, record["messages"], record.get("system"), **extra
+        )
         prompt = sum(len(ids) for ids, trained in pieces if not trained)
         response = sum(len(ids) for ids, trained in pieces if trained)
         rows.append({"source": record.get("_source", "?"), "turns": len(record["messages"]) // 2,

@@ -168,3 +168,19 @@ def test_tool_conversation_trains_the_call_and_answer_not_the_result(tmp_path, t
     assert '"description": "weather now"' in marked.split("Weather in Paris?")[0]  # tools before the question
     with pytest.raises(DataError, match="'belle'"):
         load_tokenised([spec_from_path(path)], tokenizer, "belle", 1024)
+
+
+def test_preference_pairs_with_tools_are_refused_until_rendered(tmp_path, tiny_llama):
+    import common.templates
+    from common.data import load_preference_records, tokenise_preferences
+
+    if "tools" in inspect.signature(common.templates.encode_preference_pair).parameters:
+        pytest.skip("encode_preference_pair renders tools now: nothing to refuse")
+    row = {"conversations": [{"from": "human", "value": "weather?"}], "chosen": {"from": "gpt", "value": "sun"},
+           "rejected": {"from": "gpt", "value": "no"}, "tools": json.dumps(TOOLS)}  # fmt: skip
+    pairs = load_preference_records(write_lines(tmp_path / "p.json", [row]))
+    assert json.loads(pairs[0]["tools"]) == TOOLS
+    with pytest.raises(
+        DataError, match=r"p.json:1: the pair defines tools, which preference pairs cannot render"
+    ):
+        tokenise_preferences(pairs, load_tokenizer(str(tiny_llama)), "qwen", 64)
