@@ -1079,11 +1079,20 @@ def overlap_warning(overlap: dict[str, Any]) -> str | None:
             "measure recall of training data, not generalisation")  # fmt: skip
 
 
+def as_conversation(record: dict[str, Any]) -> list[dict[str, str]]:
+    """The turns to inspect: a preference pair with its chosen answer, a KTO record with its completion."""
+    if "messages" not in record:
+        raise DataError(f"{record.get('_where', '?')}: pre-training text has no conversation to inspect")
+    answer = record.get("chosen", record.get("completion"))
+    return record["messages"] + ([{"role": "assistant", "content": answer}] if answer is not None else [])
+
+
 def inspect_conversations(
     records: list[dict[str, Any]], tokenizer: Any, template_name: str, cutoff_len: int
 ) -> list[dict[str, Any]]:
     """Per record: its source, prompt and response token counts before truncation, and whether
-    cutoff_len cuts it (response tokens = every trained token, prompt = the rest)."""
+    cutoff_len cuts it (response tokens = every trained token, prompt = the rest). Preference pairs are
+    measured with their chosen answer, KTO records with their completion."""
     from common.templates import conversation_pieces_ids, get_template
 
     template = get_template(template_name)
@@ -1091,12 +1100,11 @@ def inspect_conversations(
     rows = []
     for record in records:
         extra = {"tools": record["tools"]} if record.get("tools") and takes_tools else {}
-        pieces = conversation_pieces_ids(
-            template, tokenizer, record["messages"], record.get("system"), **extra
-        )
+        messages = as_conversation(record)
+        pieces = conversation_pieces_ids(template, tokenizer, messages, record.get("system"), **extra)
         prompt = sum(len(ids) for ids, trained in pieces if not trained)
         response = sum(len(ids) for ids, trained in pieces if trained)
-        rows.append({"source": record.get("_source", "?"), "turns": len(record["messages"]) // 2,
+        rows.append({"source": record.get("_source", "?"), "turns": len(messages) // 2,
                      "prompt_tokens": prompt, "response_tokens": response,
                      "truncated": prompt + response > cutoff_len})  # fmt: skip
     return rows
