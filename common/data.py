@@ -820,7 +820,7 @@ def refuse_other_kinds(records: list[dict[str, Any]], stage: str) -> None:
             raise DataError(f"dataset {source!r} holds preference pairs; use the RM/DPO scripts")
         if "label" in record:
             raise DataError(f"dataset {source!r} is KTO data (each answer labelled desirable or not): {stage} "
-                            "would learn the undesirable answers too; train it with a KTO trainer")  # fmt: skip
+                            "would learn the undesirable answers too; train it with scripts/train_kto.py")  # fmt: skip
 
 
 def tokenise_preferences(
