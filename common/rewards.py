@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-DEFAULT_ANSWER_PATTERN = r"The answer is:?\s*(.+?)\s*\.?\s*$"
+DEFAULT_ANSWER_PATTERN = r"The answer is:?\s*(\S+?)\.?\s*$"  # one word or number, closing the completion
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 RuleReward = Callable[..., list[float]]

@@ -32,7 +32,7 @@ model (full fine-tuning; an SFT adapter must then be merged first, with scripts/
 Logged every logging_steps, to the console, W&B and grpo_log.jsonl: the mean reward of each function
 (rewards/<name>/mean), the total reward and its std, KL (when kl_coef > 0), completion lengths and the share
 cut at max_new_tokens, clip ratios. grpo_rollouts.jsonl keeps every rollout's completions, per-function rewards
-and advantages. The output folder gets the policy (adapter or full model; generate.py and merge_lora.py read
+and advantages (the main process's share, under several processes). The output folder gets the policy (adapter or full model; generate.py and merge_lora.py read
 it), the tokenizer, grpo_config.json, run_manifest.json and trainer_state.json; checkpoints (every
 save_steps) resume with --resume_from_checkpoint true, equal to an uninterrupted run.
 """
@@ -56,6 +56,7 @@ from common.config import (  # noqa: E402
     parse_config,
     stage_default,
 )
+from common.rewards import DEFAULT_ANSWER_PATTERN  # noqa: E402
 from common.runs import run_as_script, setup_logging  # noqa: E402
 from common.settings import (  # noqa: E402
     AdapterStartSettings,
@@ -83,7 +84,7 @@ class GRPOSettings(Settings):
         None, "reward model folder written by scripts/train_rm.py (for reward_model)"
     )
     answer_pattern: str = config_field(
-        r"The answer is:?\s*(.+?)\s*\.?\s*$",
+        DEFAULT_ANSWER_PATTERN,
         "regular expression of the required answer layout (answer_format); its group 1 is the answer "
         "exact_answer compares",
     )
@@ -222,10 +223,11 @@ def load_prompts(config: GRPOStageConfig, tokenizer: Any) -> tuple[Any, list[str
     rows, too_long = [], 0
     for record in records:
         messages = record["messages"]
-        if "chosen" in record:  # preference pairs: the prompt turns, the chosen answer
-            turns, answer = messages, record["chosen"]
-        else:
+        if messages[-1]["role"] == "assistant":  # SFT and {"prompt", "answer"} records: the last answer
             turns, answer = messages[:-1], messages[-1]["content"]
+        else:  # preference pairs and KTO data: the prompt turns, and the chosen (or a desirable) answer
+            turns = messages
+            answer = record.get("chosen") or (record["completion"] if record.get("label") else "")
         ids = encode_generation_prompt(template, tokenizer, turns, record.get("system"))
         if len(ids) > config.max_prompt_len:
             too_long += 1

@@ -148,3 +148,23 @@ def test_shipped_configs_parse():
         assert (
             config.output_dir == shipped["output_dir"] and config.reward_weights == shipped["reward_weights"]
         )
+
+
+def test_rule_rewards_by_hand():
+    from common.rewards import DEFAULT_ANSWER_PATTERN, build_rule_rewards
+
+    exact, layout, length = build_rule_rewards(["exact_answer", "answer_format", "length_penalty"],
+                                               DEFAULT_ANSWER_PATTERN, max_new_tokens=8)  # fmt: skip
+    completions = [
+        "12 + 5 = 17.\nThe answer is 17.",  # the layout, the right number
+        "The answer is 1,000",  # numbers compare by value: 1,000 = 1000
+        "I think 16, no, 18",  # no layout: the last number is the answer (wrong here)
+        "The answer is 17. Done.",  # not the layout (it must end the completion), but the last number is right
+        "no number at all",
+    ]
+    answers = ["17", "1000.0", "17", "17", "17"]
+    assert exact(completions=completions, answer=answers) == [1.0, 1.0, 0.0, 1.0, 0.0]
+    assert layout(completions=completions) == [1.0, 1.0, 0.0, 0.0, 0.0]
+    assert length(completion_ids=[[1, 2], [], list(range(8))]) == [-0.25, 0.0, -1.0]
+    with pytest.raises(ValueError, match="length_penalty"):
+        build_rule_rewards(["exact_answers"], DEFAULT_ANSWER_PATTERN, 8)
