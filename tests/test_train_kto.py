@@ -143,3 +143,14 @@ def test_shipped_configs_parse():
             KTOStageConfig, ["--model_config_file", str(path)], config_file_flags=RUN_CONFIG_FILES
         )
         assert config.output_dir == json.loads(path.read_text())["output_dir"]
+
+
+def test_bad_settings_are_one_line(tmp_path):
+    from conftest import PYTHON, run_script
+
+    result = run_script(PYTHON, "scripts/train_kto.py", "--per_device_train_batch_size", "1",
+                        "--output_dir", str(tmp_path / "a"), check=False)  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "per_device_train_batch_size" in line and "KL" in line
+    assert not (tmp_path / "a").exists()
