@@ -185,3 +185,56 @@ def test_32_concurrent_requests_are_batched_and_independent(client: openai.OpenA
     assert together == alone
     assert len(set(alone)) > 8, "different questions get different answers"
     assert httpx.get(f"{server}/health").json()["peak_batch"] > 1, "concurrent requests were decoded together"
+
+
+@pytest.mark.skipif(
+    not os.environ.get("SERVING_CHAIN_TEST"),
+    reason="extend -> pre-train -> merge -> serve takes ~60 s, past the suite's time for serving tests; "
+    "SERVING_CHAIN_TEST=1 runs it",
+)
+def test_extended_vocabulary_chain_is_served(tiny_llama: Path, tmp_path: Path) -> None:
+    """Chinese vocabulary extension -> LoRA pre-training with trained embeddings and head -> merge -> served:
+    the server's prompt and answer use the new pieces; the unmerged adapter on the base answers the same."""
+    import torch
+
+    from common.generation import SamplingParams, load_engine
+    from conftest import run_script
+
+    tokenizer_dir, data, pretrained, merged = (tmp_path / n for n in ("zh-tok", "text", "pt", "merged"))
+    run_script(PYTHON, "scripts/merge_tokenizer.py", "--output_dir", str(tokenizer_dir))
+    data.mkdir()  # one long document the model can learn in a few steps
+    (data / "spring.txt").write_text(
+        "春天来了，花园里的花都开了，孩子们在草地上快乐地奔跑。" * 300 + "\n", encoding="utf-8"
+    )
+    env = {"OMP_NUM_THREADS": "1"}
+    run_script(PYTHON, "scripts/pretrain.py", "--use_lora", "--modules_to_save", "embed_tokens,lm_head",
+               "--tokenizer_name_or_path", str(tokenizer_dir), "--dataset_dir", str(data), "--max_steps", "40",
+               "--block_size", "64", "--learning_rate", "3e-3", "--warmup_steps", "0", "--eval_before_training",
+               "false", "--max_eval_blocks", "2", "--output_dir", str(pretrained), "--data_cache_dir",
+               str(tmp_path / "cache"), env=env)  # fmt: skip
+    adapter = pretrained / "pt_lora_model"
+    run_script(PYTHON, "scripts/merge_lora.py", "--base_model", str(tiny_llama), "--lora_model", str(adapter),
+               "--output_dir", str(merged), env=env)  # fmt: skip
+
+    process, url = start_server("scripts/api.py", "--model_name_or_path", str(merged), "--template", "belle")
+    try:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=120)
+        answer = client.chat.completions.create(model="merged", messages=[{"role": "user", "content": "春天来了"}],
+                                                max_tokens=12, temperature=0, extra_body={"return_token_ids": True})  # fmt: skip
+    finally:
+        stop_server(process)
+    base_vocab = 4096  # the tiny Llama's; the extension appends ids after it
+    new_ids = [i for i in answer.choices[0].model_extra["token_ids"] if i >= base_vocab]
+    assert any(i >= base_vocab for i in answer.prompt_token_ids), "the prompt is encoded with the new pieces"
+    assert len(new_ids) >= 3, f"the answer uses the new Chinese pieces: {answer.choices[0].message.content!r}"
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # base + adapter: the base's embeddings grow to the adapter's vocabulary before it loads
+        engine = load_engine(str(tiny_llama), adapter_name_or_path=str(adapter), template="belle")
+        unmerged = engine.chat(
+            [{"role": "user", "content": "春天来了"}], params=SamplingParams(max_tokens=12)
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert unmerged.text == answer.choices[0].message.content
