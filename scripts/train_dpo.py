@@ -1,4 +1,5 @@
-"""Direct preference optimisation (DPO) of an SFT policy on preference pairs, with TRL's DPOTrainer.
+"""Direct preference optimisation (DPO, with TRL's DPOTrainer) and the reference-free ORPO and SimPO of an SFT
+policy on preference pairs.
 
     python scripts/train_dpo.py --model_config_file run_config/tiny/dpo_config.json
     torchrun --nproc_per_node=8 scripts/train_dpo.py --model_config_file run_config/dpo_config.json
