@@ -127,7 +127,11 @@ class Engine:
     tokenizer: Any
     context_length: int | None  # most tokens (prompt + answer) a sequence may hold; None: no known limit
 
-    def encode(self, messages: list[dict[str, str]], system: str | None = None) -> list[int]:
+    def encode(
+        self, messages: list[dict[str, str]], system: str | None = None, tools: Any = None
+    ) -> list[int]:
+        """Prompt ids of a conversation ending on a user (or tool-result) turn; `tools` for templates with
+        a tool-call format."""
         raise NotImplementedError
 
     def generate(
@@ -227,11 +231,14 @@ class HFEngine(Engine):
 
     # ---- public interface -----------------------------------------------------------------------------
 
-    def encode(self, messages: list[dict[str, str]], system: str | None = None) -> list[int]:
+    def encode(
+        self, messages: list[dict[str, str]], system: str | None = None, tools: Any = None
+    ) -> list[int]:
         from common.templates import encode_generation_prompt
 
-        return encode_generation_prompt(self.template, self.tokenizer, messages, system if system is not None
-                                        else self.system)  # fmt: skip
+        system = system if system is not None else self.system
+        extra = {"tools": tools} if tools else {}
+        return encode_generation_prompt(self.template, self.tokenizer, messages, system, **extra)
 
     def generate(self, prompts, params, progress=False) -> list[Completion]:
         params_list = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)

@@ -21,7 +21,10 @@ decode together in one continuously batched engine (`--max_batch_size`); when `-
 already waiting, more get 503 with Retry-After. With the environment variable API_KEY set, every /v1 request
 needs `Authorization: Bearer <API_KEY>` (else 401). A bad request (bad JSON, unknown role, empty or too long
 conversation, bad value) gets 400 with OpenAI's error JSON. The server listens on 127.0.0.1 unless `--host`
-says otherwise. Tool calls are refused with 400: none of our templates has a tool format.
+says otherwise. Tool calls (`tools`, assistant `tool_calls`, `tool` messages) work with the templates that
+have a tool format (qwen, qwen3, qwen3_nothink, tokenizer): the answer's <tool_call> blocks come back as
+`tool_calls` with finish_reason "tool_calls" (a streamed answer with tools arrives in one piece at its end);
+other templates answer a request with tools with 400.
 Settings and defaults: `--help`.
 """
 
@@ -32,6 +35,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import sys
 import time
 import uuid
@@ -98,7 +102,8 @@ def _text(content: Any, where: str) -> str:
 
 
 def conversation(messages: Any) -> tuple[str | None, list[dict[str, str]]]:
-    """(system prompt, user/assistant turns) from OpenAI-style messages."""
+    """(system prompt, turns) from OpenAI-style messages. An assistant message with `tool_calls` becomes a
+    function_call turn (the calls as JSON) and a `tool` message an observation turn, as training renders them."""
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "'messages' must be a non-empty list", param="messages")
     system, turns = None, []
@@ -111,19 +116,62 @@ def conversation(messages: Any) -> tuple[str | None, list[dict[str, str]]]:
             if turns or system is not None:
                 raise ApiError(400, f"{where}: a system message may only come first", param=where)
             system = _text(message.get("content"), where)
-        elif role in ("user", "assistant"):
-            if message.get("tool_calls"):
+        elif role == "assistant" and message.get("tool_calls"):
+            if message.get("content"):
                 raise ApiError(
-                    400, f"{where}: tool calls are not supported (no template here has a tool format)"
+                    400, f"{where}: text beside tool_calls has no place in the tool format", param=where
                 )
-            turns.append({"role": role, "content": _text(message.get("content"), where)})
-        elif role in ("tool", "function"):
-            raise ApiError(
-                400, f"{where}: tool messages are not supported (no template here has a tool format)"
+            turns.append(
+                {"role": "function_call", "content": json.dumps(_calls(message["tool_calls"], where))}
             )
+        elif role in ("user", "assistant"):
+            turns.append({"role": role, "content": _text(message.get("content"), where)})
+        elif role == "tool":
+            turns.append({"role": "observation", "content": _text(message.get("content"), where)})
         else:
-            raise ApiError(400, f"{where}.role must be system, user or assistant, got {role!r}", param=where)
+            raise ApiError(
+                400, f"{where}.role must be system, user, assistant or tool, got {role!r}", param=where
+            )
     return system, turns
+
+
+def _calls(tool_calls: Any, where: str) -> list[dict[str, Any]]:
+    """OpenAI's tool_calls as the template's [{"name", "arguments"}]."""
+    calls = []
+    for call in tool_calls if isinstance(tool_calls, list) else [None]:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise ApiError(400, f"{where}.tool_calls: each call needs function.name", param=where)
+        try:
+            arguments = json.loads(function.get("arguments") or "{}")
+        except (TypeError, json.JSONDecodeError):
+            raise ApiError(
+                400, f"{where}.tool_calls: function.arguments must be a JSON string", param=where
+            ) from None
+        calls.append({"name": function["name"], "arguments": arguments})
+    return calls
+
+
+TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+
+
+def split_tool_calls(text: str) -> tuple[str | None, list[dict[str, Any]]]:
+    """(text before the calls or None, OpenAI tool_calls) of an answer in Qwen's tool format; no calls when
+    any of them is not JSON with a name (then the whole answer stays text)."""
+    calls = []
+    for raw in TOOL_CALL.findall(text):
+        try:
+            call = json.loads(raw)
+        except json.JSONDecodeError:
+            return text, []
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            return text, []
+        calls.append({"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function", "function": {
+            "name": call["name"], "arguments": json.dumps(call.get("arguments", {}), ensure_ascii=False)}})  # fmt: skip
+    if not calls:
+        return text, []
+    before = text[: text.index("<tool_call>")].strip()
+    return before or None, calls
 
 
 def sampling_params(body: dict, prompt_len: int, engine: Any, default_max_tokens: int) -> Any:
@@ -132,9 +180,8 @@ def sampling_params(body: dict, prompt_len: int, engine: Any, default_max_tokens
 
     if _value(body, "n", (int,), 1) != 1:
         raise ApiError(400, "only n=1 is supported", param="n")
-    for name in ("tools", "functions"):
-        if body.get(name):
-            raise ApiError(400, f"'{name}' is not supported: no template here has a tool format", param=name)
+    if body.get("functions"):
+        raise ApiError(400, "'functions' is the old form; send 'tools'", param="functions")
     if body.get("logprobs"):
         raise ApiError(400, "logprobs are not supported", param="logprobs")
     for name in ("frequency_penalty", "presence_penalty"):
@@ -251,8 +298,11 @@ def build_app(engine: Any, model_name: str, default_max_tokens: int, api_key: st
             raise ApiError(404, f"the model {requested_model!r} is not served here; this server has {model_name!r}",
                            param="model", code="model_not_found")  # fmt: skip
         system, turns = conversation(body.get("messages"))
+        tools = body.get("tools") or None  # rendered by templates with a tool format (qwen, qwen3)
+        if tools is not None and body.get("tool_choice") not in (None, "auto"):
+            raise ApiError(400, "only tool_choice 'auto' is supported", param="tool_choice")
         try:
-            prompt_ids = engine.encode(turns, system)
+            prompt_ids = engine.encode(turns, system, tools)
         except TemplateError as err:
             raise ApiError(400, f"messages: {err}", param="messages") from None
         params = sampling_params(body, len(prompt_ids), engine, default_max_tokens)
@@ -286,6 +336,13 @@ def build_app(engine: Any, model_name: str, default_max_tokens: int, api_key: st
                 "total_tokens": len(prompt_ids) + n,
             }
 
+        def reply(completion: Any) -> tuple[dict, str]:
+            """The assistant message and finish reason; with tools, calls in the answer become tool_calls."""
+            content, calls = split_tool_calls(completion.text) if tools else (completion.text, [])
+            if calls:
+                return {"role": "assistant", "content": content, "tool_calls": calls}, "tool_calls"
+            return {"role": "assistant", "content": completion.text}, completion.finish_reason
+
         if not stream:
             try:
                 while True:
@@ -296,10 +353,10 @@ def build_app(engine: Any, model_name: str, default_max_tokens: int, api_key: st
                         break
             finally:
                 handle.cancel()
+            message, finish = reply(value)
             answer = {
                 "id": request_id, "object": "chat.completion", "created": now, "model": model_name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": value.text},
-                             "logprobs": None, "finish_reason": value.finish_reason}],
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
                 "usage": usage(value),
             }  # fmt: skip
             if with_ids:
@@ -317,17 +374,24 @@ def build_app(engine: Any, model_name: str, default_max_tokens: int, api_key: st
                 yield chunk({"role": "assistant", "content": ""})
                 while True:
                     kind, value = await events.get()
-                    if kind == "delta":
+                    if kind == "delta" and not tools:
                         yield chunk({"content": value})
                     elif kind == "error":
                         error = {"message": value, "type": "server_error", "param": None, "code": None}
                         yield f"data: {json.dumps({'error': error})}\n\n"
                         break
-                    else:
+                    elif kind == "done":
                         extra = (
                             {"prompt_token_ids": prompt_ids, "token_ids": value.token_ids} if with_ids else {}
                         )
-                        yield chunk({}, value.finish_reason, **extra)
+                        finish = value.finish_reason
+                        if tools:  # an answer that may hold tool calls is sent whole, once it is complete
+                            message, finish = reply(value)
+                            calls = [{"index": k, **c} for k, c in enumerate(message.get("tool_calls", []))]
+                            yield chunk(
+                                {"content": message["content"], **({"tool_calls": calls} if calls else {})}
+                            )
+                        yield chunk({}, finish, **extra)
                         if include_usage:
                             data = {"id": request_id, "object": "chat.completion.chunk", "created": now,
                                     "model": model_name, "choices": [], "usage": usage(value)}  # fmt: skip

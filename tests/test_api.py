@@ -4,6 +4,7 @@ models, the API key, OpenAI-style 400s, training's prompt ids, and 32 concurrent
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import socket
 import subprocess
@@ -185,6 +186,95 @@ def test_32_concurrent_requests_are_batched_and_independent(client: openai.OpenA
     assert together == alone
     assert len(set(alone)) > 8, "different questions get different answers"
     assert httpx.get(f"{server}/health").json()["peak_batch"] > 1, "concurrent requests were decoded together"
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "today's weather",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def qwen_server(tiny_models: Path):
+    """api.py's app in this process on the tiny Qwen2 with the `qwen` template (the one with a tool format),
+    reached by the openai client through starlette's TestClient; `canned` replaces the model's answer text
+    (a random tiny model never writes a tool call)."""
+    import importlib.util
+
+    import torch
+    from starlette.testclient import TestClient
+
+    from common.generation import Completion, RequestHandle, load_engine
+    from conftest import run_script
+
+    run_script(PYTHON, "scripts/build_tiny_models.py", "--archs", "qwen2")
+    spec = importlib.util.spec_from_file_location("api_script", REPO / "scripts" / "api.py")
+    api = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(api)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    engine = load_engine(str(tiny_models / "tiny-qwen2"), template="qwen")
+    canned: dict[str, str] = {}
+    real_submit = engine.submit
+
+    def submit(prompt_ids, params, on_event=None):
+        if "text" not in canned:
+            return real_submit(prompt_ids, params, on_event)
+        on_event(("done", Completion(prompt_ids, [7, 8], canned.pop("text"), "stop")))
+        return RequestHandle(on_event)
+
+    engine.submit = submit
+    with TestClient(api.build_app(engine, "tiny-qwen2", 8, None)) as http:
+        yield (
+            openai.OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=http),
+            engine,
+            canned,
+        )
+    torch.set_num_threads(threads)
+
+
+def test_tool_conversation_is_rendered_as_training_renders_it(qwen_server) -> None:
+    from common.templates import encode_generation_prompt, get_template
+
+    client, engine, _ = qwen_server
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "北京"}'},
+    }
+    messages = [{"role": "user", "content": "北京天气?"}, {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_1", "content": '{"weather": "晴"}'}]  # fmt: skip
+    answer = client.chat.completions.create(model="tiny-qwen2", messages=messages, tools=TOOLS, max_tokens=4,
+                                            temperature=0, extra_body={"return_token_ids": True})  # fmt: skip
+    turns = [{"role": "user", "content": "北京天气?"},
+             {"role": "function_call", "content": '{"name": "get_weather", "arguments": {"city": "北京"}}'},
+             {"role": "observation", "content": '{"weather": "晴"}'}]  # fmt: skip
+    expected = encode_generation_prompt(get_template("qwen"), engine.tokenizer, turns, None, tools=TOOLS)
+    assert answer.prompt_token_ids == expected
+    assert "<tool_call>" in engine.tokenizer.decode(expected) and "<tools>" in engine.tokenizer.decode(
+        expected
+    )
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_tool_call_in_the_answer_comes_back_as_tool_calls(qwen_server, stream: bool) -> None:
+    client, _, canned = qwen_server
+    canned["text"] = (
+        'Let me look.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "上海"}}\n</tool_call>'
+    )
+    request = {"model": "tiny-qwen2", "messages": [{"role": "user", "content": "上海天气?"}], "tools": TOOLS}
+    if stream:
+        chunks = list(client.chat.completions.create(**request, stream=True))
+        deltas = [c.choices[0].delta for c in chunks if c.choices]
+        calls = [t for d in deltas for t in d.tool_calls or []]
+        content = "".join(d.content or "" for d in deltas)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+    else:
+        message = (answer := client.chat.completions.create(**request)).choices[0].message
+        calls, content, finish = message.tool_calls, message.content, answer.choices[0].finish_reason
+    assert finish == "tool_calls" and content == "Let me look."
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": "上海"})
+    ]
+    assert calls[0].id.startswith("call_")
 
 
 @pytest.mark.skipif(
