@@ -394,6 +394,12 @@ def _sharegpt_messages(record: dict[str, Any], spec: DatasetSpec) -> tuple[str |
         if role is None:
             raise RecordError(f"turn {i}: unknown role {turn.get(spec.tag('role_tag'))!r} "
                               f"(expected one of {', '.join(roles)})")  # fmt: skip
+        if role == "assistant" and turn.get("tool_calls"):  # OpenAI's form of a function call
+            if isinstance(content, str) and content.strip():
+                raise RecordError(
+                    f"turn {i}: an assistant turn with both text and tool_calls (split it in two)"
+                )
+            role, content = "function_call", _openai_tool_calls(turn["tool_calls"], i)
         if role == "function_call":
             content = _json_text(content, f"turn {i}: the function call")
         if not isinstance(content, str):
@@ -403,6 +409,28 @@ def _sharegpt_messages(record: dict[str, Any], spec: DatasetSpec) -> tuple[str |
         else:
             messages.append({"role": role, "content": content})
     return system, messages
+
+
+def _openai_tool_calls(calls: Any, turn: int) -> str:
+    """OpenAI `tool_calls` as LLaMA-Factory's function_call content: {"name", "arguments"} as JSON, a list
+    of them for parallel calls."""
+    if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
+        raise RecordError(f"turn {turn}: 'tool_calls' must be a list of objects")
+    parsed = []
+    for call in calls:
+        function = call.get("function", call)
+        arguments = function.get("arguments", {})
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError as err:
+                raise RecordError(
+                    f"turn {turn}: tool call arguments are not valid JSON ({err.msg})"
+                ) from None
+        if not isinstance(function.get("name"), str):
+            raise RecordError(f"turn {turn}: a tool call needs a string 'name'")
+        parsed.append({"name": function["name"], "arguments": arguments})
+    return json.dumps(parsed[0] if len(parsed) == 1 else parsed, ensure_ascii=False)
 
 
 def check_conversation(messages: list[dict[str, str]], answer_last: bool = True) -> None:

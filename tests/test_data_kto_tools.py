@@ -184,3 +184,32 @@ def test_preference_pairs_with_tools_are_refused_until_rendered(tmp_path, tiny_l
         DataError, match=r"p.json:1: the pair defines tools, which preference pairs cannot render"
     ):
         tokenise_preferences(pairs, load_tokenizer(str(tiny_llama)), "qwen", 64)
+
+
+def test_openai_tool_calls_and_tool_results(tmp_path):
+    openai_tools = [{"type": "function", "function": TOOLS[0]}]
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
+    question, result = (
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "tool", "content": '{"temp": 21}'},
+    )
+    answer = {"role": "assistant", "content": "It is 21 degrees."}
+
+    def row(*calls: dict, text: str | None = None) -> dict:
+        calling = {"role": "assistant", "content": text, "tool_calls": list(calls)}
+        return {"messages": [question, calling, result, answer], "tools": openai_tools}
+
+    single, parallel = load_normalised(
+        spec_from_path(write_lines(tmp_path / "o.json", [row(call), row(call, call)]))
+    )
+    assert [m["role"] for m in single["messages"]] == ["user", "function_call", "observation", "assistant"]
+    assert json.loads(single["messages"][1]["content"]) == CALL
+    assert single["messages"][2]["content"] == '{"temp": 21}'
+    assert json.loads(parallel["messages"][1]["content"]) == [CALL, CALL]
+    assert json.loads(single["tools"]) == openai_tools
+    with pytest.raises(DataError, match="o2.json:1: turn 1: an assistant turn with both text and tool_calls"):
+        load_normalised(spec_from_path(write_lines(tmp_path / "o2.json", [row(call, text="Let me look.")])))
