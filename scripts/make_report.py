@@ -130,17 +130,19 @@ def main(argv: list[str] | None = None) -> Path:
 
     # ---- Track --------------------------------------------------------------------------------
     if config.report_to == "wandb":
-        from common.report import load_evaluation
+        from common.report import load_evaluation, settings_file_for
         from common.runs import log_eval_to_wandb
 
         rows, metrics, per_sample = load_evaluation(predictions_file)
+        settings_file = settings_file_for(predictions_file)
         log_eval_to_wandb(
             config.wandb_project,
             config.run_name or f"report-{run_dir.resolve().name}",
             metrics,
             rows,
             per_sample,
-            files=[predictions_file, predictions_file.with_name("metrics.json"), html],
+            files=[predictions_file, predictions_file.with_name("metrics.json"), html]
+            + ([settings_file] if settings_file.is_file() else []),
             config={"report_parameters": json.loads(json.dumps(parameters))},
         )
     return html
