@@ -205,10 +205,10 @@ class HFEngine(Engine):
         max_queue: int = 256,
         system: str | None = None,
     ) -> None:
-        import torch
 
         self.model, self.tokenizer, self.template = model, tokenizer, template
         self.stop_ids = sorted(set(stop_ids))
+        self._stop_set = set(self.stop_ids)
         self.stop_strings = tuple(stop_strings)
         self.max_batch_size = max_batch_size
         self.system = system
@@ -220,12 +220,10 @@ class HFEngine(Engine):
         forward = inspect.signature(type(_base_model(model)).forward).parameters
         self._takes_positions = "position_ids" in forward
         self._takes_logits_to_keep = "logits_to_keep" in forward
-        self._stop_tensor = torch.tensor(self.stop_ids, device=self.device)
         self._waiting: queue.Queue[_Sequence] = queue.Queue(maxsize=max_queue)
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._closing = False
-        self._sample_generator = None  # unseeded sampling uses torch's global generator (PPO's RNG state)
         self.peak_batch = 0  # most rows ever decoded together (the API's /health reports it)
         self._reset_batch()
 
@@ -264,16 +262,21 @@ class HFEngine(Engine):
 
             bar = tqdm(total=len(prompts), desc="generating")
         pending.reverse()  # pop() from the end takes the longest first
-        while pending or self._rows:
-            free = self.max_batch_size - len(self._rows)
-            if pending and self._may_admit(free):
-                self._admit([pending.pop() for _ in range(min(free, len(pending)))])
-            for seq in self._step():
-                results[seq.index] = self._completion(seq)
-                if bar is not None:
-                    bar.update(1)
-        if bar is not None:
-            bar.close()
+        try:
+            while pending or self._rows:
+                free = self.max_batch_size - len(self._rows)
+                if pending and self._may_admit(free):
+                    self._admit([pending.pop() for _ in range(min(free, len(pending)))])
+                for seq in self._step():
+                    results[seq.index] = self._completion(seq)
+                    if bar is not None:
+                        bar.update(1)
+        except BaseException:  # out of memory, Ctrl-C: the next call starts from an empty batch
+            self._reset_batch()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
         return results  # type: ignore[return-value]
 
     def submit(self, prompt_ids, params, on_event=None) -> RequestHandle:
@@ -461,7 +464,7 @@ class HFEngine(Engine):
             if not seq.tokens:
                 seq.first_token_at = now
             seq.tokens.append(token)
-            if token in self.stop_ids:
+            if token in self._stop_set:
                 seq.finished = "stop"
             elif len(seq.tokens) >= seq.params.max_tokens:
                 seq.finished = "length"
@@ -531,7 +534,8 @@ class HFEngine(Engine):
         probs = scores.softmax(-1)
         unseeded = [j for j, i in enumerate(sampled) if rows[i].generator is None]
         if unseeded:
-            draws = torch.multinomial(probs[unseeded], 1, generator=self._sample_generator).squeeze(-1)
+            # torch's global generator: PPO's saved RNG state covers its rollouts
+            draws = torch.multinomial(probs[unseeded], 1).squeeze(-1)
             tokens[index[unseeded]] = draws
         for j, i in enumerate(sampled):
             if rows[i].generator is not None:
@@ -541,7 +545,7 @@ class HFEngine(Engine):
     # ---- text -----------------------------------------------------------------------------------------
 
     def _answer_ids(self, seq: _Sequence) -> list[int]:
-        return seq.tokens[:-1] if seq.tokens and seq.tokens[-1] in self.stop_ids else seq.tokens
+        return seq.tokens[:-1] if seq.tokens and seq.tokens[-1] in self._stop_set else seq.tokens
 
     def _advance_text(self, seq: _Sequence) -> None:
         """Decode the new token(s) into text, apply stop strings and emit what can no longer change."""
