@@ -7,8 +7,9 @@ with TRL's GRPOTrainer.
         --deepspeed run_config/deepspeed_config.json                    # ZeRO-2 (ZeRO-3 is refused)
 
 Each optimizer step (`batch_size` counts completions, so it takes batch_size / num_generations prompts):
-  1. rollout: every prompt is answered `num_generations` times by sampling at `temperature`; a completion ends
-     at eos or at the template's end marker, or is cut at max_new_tokens;
+  1. rollout: every prompt is answered `num_generations` times by sampling at `temperature` with the generation
+     engine of generate.py, the API and PPO (common/generation.py); a completion ends at eos or at the
+     template's end marker, or is cut at max_new_tokens;
   2. score: each function named in `reward_funcs` scores each completion; the reward is their sum weighted by
      `reward_weights` (rules from common/rewards.py: exact_answer, answer_format, length_penalty; and
      `reward_model`, the model of scripts/train_rm.py at `reward_model_path`, which reads prompt + completion
@@ -318,23 +319,46 @@ class RecordedReward:
 # ---- Trainer ---------------------------------------------------------------------------------------
 
 
+def engine_rollout(prompts: list[str], trainer: Any) -> dict[str, Any]:
+    """TRL's rollout hook: one sampled completion per (repeated) prompt from common/generation.py's engine, the
+    one generate.py, the API and PPO use, on our template's prompt ids; each completion runs up to and
+    including its first stop token (eos or the template's end marker)."""
+    import torch
+    from trl.models import unwrap_model_for_generation
+
+    from common.generation import HFEngine, SamplingParams
+
+    prompt_ids = trainer.batch_prompt_ids
+    if len(prompts) != len(prompt_ids):
+        raise RuntimeError("prompts and prompt_ids out of step")
+    params = SamplingParams(max_tokens=trainer.max_completion_length, temperature=trainer.temperature)
+    with (
+        unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
+                                    gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs)
+        as policy,
+        torch.no_grad(),
+        trainer.accelerator.autocast(),
+    ):  # fmt: skip
+        engine = HFEngine(
+            policy, trainer.processing_class, None, trainer.eos_token_ids, max_batch_size=len(prompt_ids)
+        )
+        completions = engine.generate(prompt_ids, params)
+    # logprobs None: TRL computes the sampling policy's log-probabilities itself, as for its own generate().
+    return {"prompt_ids": prompt_ids, "completion_ids": [c.token_ids for c in completions], "logprobs": None}
+
+
 def template_grpo_trainer() -> Any:
-    """GRPOTrainer that samples from our template's prompt_ids (TRL would re-tokenise the prompt text) and writes
-    each rollout to grpo_rollouts.jsonl."""
+    """GRPOTrainer whose rollouts start from our template's prompt_ids (TRL would re-tokenise the prompt text)
+    and come from our generation engine (engine_rollout), and which writes each rollout to grpo_rollouts.jsonl."""
     from trl import GRPOTrainer
 
     class TemplateGRPOTrainer(GRPOTrainer):
         def _generate_and_score_completions(self, inputs):
-            self._batch_prompt_ids = [list(x["prompt_ids"]) for x in inputs]
+            self.batch_prompt_ids = [list(x["prompt_ids"]) for x in inputs]
             output = super()._generate_and_score_completions(inputs)
             if self.model.training and self.accelerator.is_main_process:
                 self._write_rollout(inputs, output)
             return output
-
-        def _tokenize_prompts(self, prompts):
-            if len(prompts) != len(self._batch_prompt_ids):
-                raise RuntimeError("prompts and prompt_ids out of step")
-            return list(self._batch_prompt_ids), None, {}
 
         def _write_rollout(self, inputs, output):
             completions = self.processing_class.batch_decode(
@@ -446,6 +470,7 @@ def main(argv: list[str] | None = None) -> Path:
         processing_class=tokenizer,
         callbacks=[*guard.callbacks, jsonl_log_callback(output_dir / "grpo_log.jsonl")],
         peft_config=peft_config,
+        rollout_func=engine_rollout,
     )
     for reward in rewards:
         if isinstance(reward.func, RewardModelScore):
