@@ -3,7 +3,9 @@ here with plain torch), every reference set-up starts equal to its policy, the l
 common/rlhf.py's, and bad input stops with one line.
 
 Three seeded runs cover the three loss types and the three reference set-ups of the script's docstring:
-sigmoid continues an SFT adapter, ipo fine-tunes the full model, hinge trains a new LoRA adapter.
+sigmoid continues an SFT adapter, ipo fine-tunes the full model, hinge trains a new LoRA adapter. Two more,
+run in this process, cover the reference-free losses: ORPO trains a new LoRA adapter, SimPO the full model;
+their per-token margin rises, their reported loss is common/rlhf.py's, and SimPO resumes bitwise.
 """
 
 from __future__ import annotations
