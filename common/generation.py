@@ -204,8 +204,8 @@ class HFEngine(Engine):
         max_batch_size: int = 64,
         max_queue: int = 256,
         system: str | None = None,
+        max_batch_tokens: int | str | None = "auto",
     ) -> None:
-
         self.model, self.tokenizer, self.template = model, tokenizer, template
         self.stop_ids = sorted(set(stop_ids))
         self._stop_set = set(self.stop_ids)
@@ -225,6 +225,10 @@ class HFEngine(Engine):
         self._thread: threading.Thread | None = None
         self._closing = False
         self.peak_batch = 0  # most rows ever decoded together (the API's /health reports it)
+        # The KV cache the batch may reserve, in tokens (prompt + max_tokens of every row); "auto": 70 % of
+        # the GPU memory free now, None (and on CPU): no limit but max_batch_size.
+        self.max_batch_tokens = kv_token_budget(model) if max_batch_tokens == "auto" else max_batch_tokens
+        self._held: _Sequence | None = None  # taken from the queue, waiting for room in the batch
         self._reset_batch()
 
     # ---- public interface -----------------------------------------------------------------------------
@@ -266,7 +270,11 @@ class HFEngine(Engine):
             while pending or self._rows:
                 free = self.max_batch_size - len(self._rows)
                 if pending and self._may_admit(free):
-                    self._admit([pending.pop() for _ in range(min(free, len(pending)))])
+                    newcomers: list[_Sequence] = []
+                    while pending and len(newcomers) < free and self._fits(pending[-1], newcomers):
+                        newcomers.append(pending.pop())
+                    if newcomers:
+                        self._admit(newcomers)
                 for seq in self._step():
                     results[seq.index] = self._completion(seq)
                     if bar is not None:
@@ -291,7 +299,7 @@ class HFEngine(Engine):
 
     @property
     def waiting(self) -> int:
-        return self._waiting.qsize()
+        return self._waiting.qsize() + (self._held is not None)
 
     @property
     def running(self) -> int:
@@ -317,14 +325,19 @@ class HFEngine(Engine):
             newcomers: list[_Sequence] = []
             try:
                 free = self.max_batch_size - len(self._rows)
-                while len(newcomers) < free and not self._waiting.empty() and self._may_admit(free):
-                    try:
-                        seq = self._waiting.get_nowait()
-                    except queue.Empty:
-                        break
-                    if seq.handle is not None and seq.handle.cancelled:
+                while len(newcomers) < free and self._may_admit(free):
+                    if self._held is None:
+                        try:
+                            self._held = self._waiting.get_nowait()
+                        except queue.Empty:
+                            break
+                    if self._held.handle is not None and self._held.handle.cancelled:
+                        self._held = None
                         continue
-                    newcomers.append(seq)
+                    if not self._fits(self._held, newcomers):
+                        break
+                    newcomers.append(self._held)
+                    self._held = None
                 if newcomers:
                     self._admit(newcomers)
                 if not self._rows:
@@ -371,6 +384,14 @@ class HFEngine(Engine):
         if free < 1 or not self._joinable:
             return False
         return free >= max(1, self.max_batch_size // 8) or self._steps_since_admit >= 16
+
+    def _fits(self, seq: _Sequence, newcomers: list[_Sequence]) -> bool:
+        """Whether `seq` joining keeps the batch's reserved KV cache (prompt + max_tokens per row) within
+        max_batch_tokens; a request alone always runs."""
+        if self.max_batch_tokens is None or not (self._rows or newcomers):
+            return True
+        reserved = sum(len(s.prompt_ids) + s.params.max_tokens for s in (*self._rows, *newcomers))
+        return reserved + len(seq.prompt_ids) + seq.params.max_tokens <= self.max_batch_tokens
 
     def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any) -> Any:
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "past_key_values": cache,
@@ -601,6 +622,27 @@ def _base_model(model: Any) -> Any:
     """The transformers model under a PEFT wrapper (whose forward takes **kwargs)."""
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model
+
+
+def kv_token_budget(model: Any, fraction: float = 0.7) -> int | None:
+    """How many tokens of KV cache fit in `fraction` of the GPU memory free now (None on CPU, or when the
+    config does not say the cache's shape)."""
+    import torch
+
+    device = next(model.parameters()).device
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or (config.hidden_size // heads if heads else None)
+    if device.type != "cuda" or not (layers and kv_heads and head_dim):
+        return None
+    per_token = 2 * layers * kv_heads * head_dim * torch.finfo(model.dtype).bits // 8
+    free, _ = torch.cuda.mem_get_info(device)
+    budget = int(free * fraction) // per_token
+    logger.info("KV cache budget: %d tokens (%.1f GiB of %.1f GiB free)", budget, budget * per_token / 2**30,
+                free / 2**30)  # fmt: skip
+    return budget
 
 
 # ---- loading --------------------------------------------------------------------------------------------

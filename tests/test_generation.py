@@ -148,3 +148,24 @@ def test_bad_requests_and_a_full_queue(tiny_llama: Path) -> None:
         assert kind == "done" and len(completion.token_ids) <= 3
     finally:
         engine.close()
+
+
+def test_kv_budget_limits_the_batch_not_the_answers(engine, prompts) -> None:
+    """max_batch_tokens (on a GPU: from the free memory) caps the reserved prompt + max_tokens of the batch."""
+    from common.generation import HFEngine
+
+    need = sorted(len(p) + 6 for p in prompts)
+    budget = need[-1] + need[-2]  # the two longest fit together
+    small = HFEngine(engine.model, engine.tokenizer, engine.template, engine.stop_ids, max_batch_size=8,
+                     max_batch_tokens=budget)  # fmt: skip
+    reserved, admit = [], small._admit
+
+    def admit_and_measure(newcomers):
+        admit(newcomers)
+        reserved.append(sum(len(s.prompt_ids) + s.params.max_tokens for s in small._rows))
+
+    small._admit = admit_and_measure
+    limited = small.generate(prompts, SamplingParams(max_tokens=6))
+    assert max(reserved) <= budget and small.peak_batch < len(prompts)
+    unlimited = engine.generate(prompts, SamplingParams(max_tokens=6))
+    assert [c.token_ids for c in limited] == [c.token_ids for c in unlimited]
