@@ -655,7 +655,13 @@ def default_template(model_name_or_path: str, model_type: str | None = None) -> 
 
     from common.families import family_of
 
-    family = family_of(model_type or AutoConfig.from_pretrained(model_name_or_path).model_type)
+    if model_type is None:
+        try:
+            model_type = AutoConfig.from_pretrained(model_name_or_path).model_type
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"cannot read the model config of {model_name_or_path!r} (no such folder, and the "
+                              f"hub could not provide it): {str(err).splitlines()[0]}") from None  # fmt: skip
+    family = family_of(model_type)
     return family.template if family else "default"
 
 
