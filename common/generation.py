@@ -639,10 +639,7 @@ def kv_token_budget(model: Any, fraction: float = 0.7) -> int | None:
         return None
     per_token = 2 * layers * kv_heads * head_dim * torch.finfo(model.dtype).bits // 8
     free, _ = torch.cuda.mem_get_info(device)
-    budget = int(free * fraction) // per_token
-    logger.info("KV cache budget: %d tokens (%.1f GiB of %.1f GiB free)", budget, budget * per_token / 2**30,
-                free / 2**30)  # fmt: skip
-    return budget
+    return int(free * fraction) // per_token
 
 
 # ---- loading --------------------------------------------------------------------------------------------
@@ -746,12 +743,13 @@ def load_engine(
     model_eos = [] if model_eos is None else [model_eos] if isinstance(model_eos, int) else list(model_eos)
     stop_ids = {*stop_token_ids(template_obj, tokenizer), *model_eos}
     stop_strings = [w for w in getattr(template_obj, "stop_words", ()) if w]
-    logger.info("engine: %s%s, template %s, %s, stop ids %s, up to %d sequences at once", path,
-                f" + adapter {adapter_name_or_path}" if adapter_name_or_path else "", template_name, precision,
-                sorted(stop_ids), max_batch_size)  # fmt: skip
     engine = HFEngine(lm, tokenizer, template_obj, sorted(stop_ids), stop_strings, max_batch_size=max_batch_size,
                       max_queue=max_queue, system=system)  # fmt: skip
     engine.template_name = template_name
+    budget = f", KV cache for {engine.max_batch_tokens} tokens" if engine.max_batch_tokens else ""
+    logger.info("engine: %s%s, template %s, %s, stop ids %s, up to %d sequences at once%s", path,
+                f" + adapter {adapter_name_or_path}" if adapter_name_or_path else "", template_name, precision,
+                sorted(stop_ids), max_batch_size, budget)  # fmt: skip
     return engine
 
 
