@@ -391,4 +391,6 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    run_as_script(main)
+    from common.generation import GenerationError  # a prompt longer than the model's context
+
+    run_as_script(main, GenerationError)
