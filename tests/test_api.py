@@ -202,7 +202,7 @@ def qwen_server(tiny_models: Path):
     import torch
     from starlette.testclient import TestClient
 
-    from common.generation import Completion, RequestHandle, load_engine
+    from common.generation import Completion, EngineOverloaded, RequestHandle, load_engine
     from conftest import run_script
 
     run_script(PYTHON, "scripts/build_tiny_models.py", "--archs", "qwen2")
@@ -216,6 +216,8 @@ def qwen_server(tiny_models: Path):
     real_submit = engine.submit
 
     def submit(prompt_ids, params, on_event=None):
+        if canned.pop("overloaded", None):
+            raise EngineOverloaded("256 requests are already waiting")
         if "text" not in canned:
             return real_submit(prompt_ids, params, on_event)
         on_event(("done", Completion(prompt_ids, [7, 8], canned.pop("text"), "stop")))
@@ -224,7 +226,7 @@ def qwen_server(tiny_models: Path):
     engine.submit = submit
     with TestClient(api.build_app(engine, "tiny-qwen2", 8, None)) as http:
         yield (
-            openai.OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=http),
+            openai.OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=http, max_retries=0),
             engine,
             canned,
         )
@@ -275,6 +277,15 @@ def test_a_tool_call_in_the_answer_comes_back_as_tool_calls(qwen_server, stream:
         ("get_weather", {"city": "上海"})
     ]
     assert calls[0].id.startswith("call_")
+
+
+def test_a_full_queue_is_503_with_retry_after(qwen_server) -> None:
+    client, _, canned = qwen_server
+    canned["overloaded"] = True
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model="tiny-qwen2", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code == 503 and caught.value.response.headers["retry-after"] == "1"
+    assert caught.value.body["code"] == "server_overloaded"
 
 
 @pytest.mark.skipif(

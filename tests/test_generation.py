@@ -3,6 +3,7 @@ leaving the running batch change nothing, seeds are per request, stop strings an
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,21 @@ def test_kv_budget_limits_the_batch_not_the_answers(engine, prompts) -> None:
     assert max(reserved) <= budget and small.peak_batch < len(prompts)
     unlimited = engine.generate(prompts, SamplingParams(max_tokens=6))
     assert [c.token_ids for c in limited] == [c.token_ids for c in unlimited]
+
+
+def test_a_cancelled_request_leaves_the_batch(engine, prompts) -> None:
+    """A client that goes away (api.py cancels its handle) frees its row at the next step."""
+    engine.start()
+    try:
+        handle = engine.submit(prompts[0], SamplingParams(max_tokens=500))
+        events = handle.events()
+        next(e for e in events if e[0] == "delta" or e[0] == "done")
+        handle.cancel()
+        *_, (kind, completion) = events
+        assert kind == "done" and len(completion.token_ids) < 500
+        deadline = time.monotonic() + 10
+        while engine.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert engine.running == 0
+    finally:
+        engine.close()
