@@ -184,7 +184,7 @@ REFERENCE_FREE = {  # loss type: (policy, its beta, method and schedule)
                                "--max_steps", "8"]),
     "simpo": ("full", 2.0, ["--use_lora", "false", "--learning_rate", "2e-4", "--max_steps", "8"]),
 }  # fmt: skip
-REFERENCE_FREE_STEPS = ["--save_steps", "4", "--save_total_limit", "null"]
+REFERENCE_FREE_STEPS = ["--save_steps", "6", "--save_total_limit", "null"]  # checkpoints 6 and 8
 
 
 def reference_free_args(loss_type: str, tiny_llama: Path, out: Path) -> list[str]:
@@ -255,10 +255,14 @@ def test_reference_free_loss_is_common_rlhf(reference_free_runs, tiny_llama, los
     )
 
 
-def test_reference_free_resume_equals_the_uninterrupted_run(reference_free_runs, tiny_llama, tmp_path):
+def test_reference_free_resume_equals_the_uninterrupted_run(
+    reference_free_runs, tiny_llama, tmp_path, monkeypatch
+):
     """SimPO (our own Trainer, full fine-tuning) resumed from its middle checkpoint ends bitwise where the
     uninterrupted run ended."""
     import shutil
+
+    from test_train_grpo import checkpoints_resumed
 
     straight = reference_free_runs["simpo"]
     resumed = tmp_path / "resumed"
@@ -266,6 +270,8 @@ def test_reference_free_resume_equals_the_uninterrupted_run(reference_free_runs,
     for leftover in ("model.safetensors", "train_results.json", "all_results.json", "trainer_state.json"):
         (resumed / leftover).unlink()
     shutil.rmtree(resumed / "checkpoint-8")
+    resumed_from = checkpoints_resumed(monkeypatch)
     train_dpo_here(*reference_free_args("simpo", tiny_llama, resumed), "--resume_from_checkpoint", "true")
+    assert resumed_from == [resumed / "checkpoint-6"]
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert a.keys() == b.keys() and [name for name in a if not torch.equal(a[name], b[name])] == []

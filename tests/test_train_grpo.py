@@ -24,7 +24,7 @@ PATTERN, NEW_TOKENS, GENERATIONS, STEPS = "(a)", 4, 8, 6
 TOY = ["--dataset", "sample_math", "--max_samples", "32", "--reward_funcs", "answer_format", "--answer_pattern",
        PATTERN, "--num_generations", str(GENERATIONS), "--max_new_tokens", str(NEW_TOKENS), "--batch_size", "16",
        "--per_device_train_batch_size", "16", "--max_steps", str(STEPS), "--learning_rate", "2e-2",
-       "--use_lora", "false", "--kl_coef", "0", "--logging_steps", "1", "--save_steps", "3",
+       "--use_lora", "false", "--kl_coef", "0", "--logging_steps", "1", "--save_steps", "4",
        "--save_total_limit", "null", "--seed", "3"]  # fmt: skip
 
 
@@ -107,20 +107,39 @@ def test_log_has_reward_per_function_length_and_clipping(toy_run):
     assert json.loads((toy_run / "grpo_config.json").read_text())["reward_funcs"] == ["answer_format"]
 
 
-def test_resume_equals_the_uninterrupted_run(toy_run, tiny_llama, tmp_path):
+def test_resume_equals_the_uninterrupted_run(toy_run, tiny_llama, tmp_path, monkeypatch):
     resumed = tmp_path / "resumed"
     shutil.copytree(toy_run, resumed)
     for leftover in ("model.safetensors", "train_results.json", "all_results.json", "trainer_state.json"):
         (resumed / leftover).unlink()
-    shutil.rmtree(resumed / f"checkpoint-{STEPS}")  # the run "died" after checkpoint-3
+    shutil.rmtree(resumed / f"checkpoint-{STEPS}")  # the run "died" after checkpoint-4
+    resumed_from = checkpoints_resumed(monkeypatch)
     train_grpo("--model_name_or_path", str(tiny_llama), "--output_dir", str(resumed), *TOY,
                "--resume_from_checkpoint", "true")  # fmt: skip
+    assert resumed_from == [resumed / "checkpoint-4"]
+    logged = [json.loads(line)["step"] for line in (resumed / "grpo_log.jsonl").read_text().splitlines()]
+    assert logged == [*range(1, STEPS + 1), 5, 6]  # the resumed session ran only the steps after 4
     straight = load_file(str(toy_run / "model.safetensors"))
     again = load_file(str(resumed / "model.safetensors"))
     assert straight.keys() == again.keys()
     assert [name for name in straight if not torch.equal(straight[name], again[name])] == []
     start = load_file(str(tiny_llama / "model.safetensors"))
     assert not torch.equal(start["lm_head.weight"], straight["lm_head.weight"])  # the run did train
+
+
+def checkpoints_resumed(monkeypatch) -> list:
+    """The checkpoint each run in this test resumes from (None: a fresh start), as prepare_run_dir resolved it."""
+    import common.runs
+
+    seen, resolve = [], common.runs.prepare_run_dir
+
+    def spy(config):
+        output_dir, checkpoint = resolve(config)
+        seen.append(checkpoint)
+        return output_dir, checkpoint
+
+    monkeypatch.setattr(common.runs, "prepare_run_dir", spy)
+    return seen
 
 
 def test_bad_settings_are_one_line(tmp_path):

@@ -46,7 +46,7 @@ def kto_args(model: Path, data: Path, out: Path) -> list[str]:
             "--beta", str(BETA), "--cutoff_len", str(CUTOFF), "--use_lora", "true", "--lora_target_modules", "all",
             "--learning_rate", "3e-3", "--lr_scheduler_type", "constant", "--max_steps", str(STEPS),
             "--batch_size", "8", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8",
-            "--val_set_size", str(HELD_OUT), "--val_set_rate", "0.2", "--logging_steps", "1", "--save_steps", "5",
+            "--val_set_size", str(HELD_OUT), "--val_set_rate", "0.2", "--logging_steps", "1", "--save_steps", "4",
             "--save_total_limit", "null", "--eval_steps", "1000"]  # fmt: skip
 
 
@@ -105,7 +105,9 @@ def test_kto_raises_the_implied_reward_margin_on_held_out_examples(kto_run, tiny
     assert json.loads((kto_run / "kto_config.json").read_text())["beta"] == BETA
 
 
-def test_kto_resume_equals_the_uninterrupted_run(kto_run, tiny_llama, kto_data, tmp_path):
+def test_kto_resume_equals_the_uninterrupted_run(kto_run, tiny_llama, kto_data, tmp_path, monkeypatch):
+    from test_train_grpo import checkpoints_resumed
+
     resumed = tmp_path / "resumed"
     shutil.copytree(kto_run, resumed)
     for leftover in (
@@ -115,8 +117,10 @@ def test_kto_resume_equals_the_uninterrupted_run(kto_run, tiny_llama, kto_data, 
         "trainer_state.json",
     ):
         (resumed / leftover).unlink()
-    shutil.rmtree(resumed / f"checkpoint-{STEPS}")  # the run "died" after checkpoint-5
+    shutil.rmtree(resumed / f"checkpoint-{STEPS}")  # the run "died" after checkpoint-8
+    resumed_from = checkpoints_resumed(monkeypatch)
     train_kto(*kto_args(tiny_llama, kto_data, resumed), "--resume_from_checkpoint", "true")
+    assert resumed_from == [resumed / "checkpoint-8"]
     straight = load_file(str(kto_run / "adapter_model.safetensors"))
     again = load_file(str(resumed / "adapter_model.safetensors"))
     assert straight.keys() == again.keys()
