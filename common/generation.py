@@ -16,9 +16,10 @@ Every request has its own SamplingParams: max_tokens, temperature (0: greedy), t
 penalty, stop strings and a seed (a seeded request draws from its own generator, so its answer does not
 depend on what else is in the batch). Generation ends at the template's stop tokens and the model's eos.
 
-transformers 5.23's own continuous batching (`generate_batch`, paged attention) was tried: on CPU it needs
-hand-sized caches and ran ~7x slower per step than this loop on the tiny models, it refuses BLOOM-style
-attention, and it has no per-request seeds; it is not used.
+transformers 5.23's own continuous batching (`generate_batch`, paged attention) was tried on CPU: the tiny
+Llama's greedy tokens matched, but its cache sizing made the first request take 18 s unless sized by hand,
+a step ran ~7x slower than plain generate() on the tiny models, BLOOM cannot switch to its paged attention,
+and there is no per-request seed. It is not used.
 
 `Engine` is the interface the scripts use (`encode`, `generate`, `submit`, `start`, `close`); `load_engine`
 builds the one backend shipped, `HFEngine`. Another backend (vLLM, SGLang) would implement `Engine`; none is
