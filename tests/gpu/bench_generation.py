@@ -12,6 +12,9 @@ On the Llama-3.2-1B shape of bench_sft.py (random weights, bf16, the embedded to
   varied_engine  the same requests through the engine (rows leave when done, waiting ones take their place)
   api_stream_64  64 concurrent streaming requests (max_tokens as above) to scripts/api.py: all complete,
                  time to first token p50/p95, completion tokens/s over the whole wall time
+  ppo_rollout_32x128  PPO's sampling shape (0.52 B Llama of build_random_llama.py, LoRA r16 on all
+                 projections, 32 prompts, 128 tokens, temperature 1): generate() as PPO called it before
+                 vs the engine it calls now
 
 Random weights rarely emit eos, so the greedy rows run to their limit: tokens/s there is decoding speed.
 Writes <out>/bench_generation.jsonl (one JSON object a row) and prints a table.
@@ -229,6 +232,50 @@ def api_stream(model_dir: Path, questions: list[str], limits: list[int], out: Pa
             "wall_seconds": wall, "tokens_per_second": tokens / wall}  # fmt: skip
 
 
+def ppo_rollouts(
+    model_dir: Path, prompts: list[list[int]], max_new_tokens: int, smoke: bool
+) -> dict[str, Any]:
+    """PPO's rollout shape (tests/gpu/run_rlhf_checks.sh): a LoRA r16 policy on all 7 projections of the 0.52 B
+    random Llama, bf16, 32 prompts sampled at temperature 1 to 128 tokens; generate() as PPO called it before,
+    then the engine as it calls it now (eos never comes from random weights, so both run every step)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from common.generation import HFEngine, SamplingParams
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    policy = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, target_modules=targets)).eval()
+    batch = tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt").to(device)
+    stop = [tokenizer.eos_token_id]
+    row: dict[str, Any] = {"prompts": len(prompts), "max_new_tokens": max_new_tokens}
+    for name in ("generate", "engine", "generate", "engine"):  # the first of each warms up
+        torch.manual_seed(0)
+        start = time.perf_counter()
+        with torch.no_grad():
+            if name == "generate":
+                out = policy.generate(**batch, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                                      max_new_tokens=max_new_tokens, eos_token_id=stop,
+                                      pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+                tokens = int((out[:, batch["input_ids"].shape[1] :] != tokenizer.pad_token_id).sum())
+            else:
+                engine = HFEngine(policy, tokenizer, None, stop, max_batch_size=len(prompts))
+                completions = engine.generate(
+                    prompts, SamplingParams(max_tokens=max_new_tokens, temperature=1.0)
+                )
+                tokens = sum(len(c.token_ids) for c in completions)
+        sync()
+        row[f"{name}_seconds"], row[f"{name}_tokens"] = time.perf_counter() - start, tokens
+    row["tokens"], row["seconds"] = row["engine_tokens"], row["engine_seconds"]
+    row["tokens_per_second"] = row["engine_tokens"] / row["engine_seconds"]
+    row["speedup_over_generate"] = row["generate_seconds"] / row["engine_seconds"]
+    return row
+
+
 # ---- main ------------------------------------------------------------------------------------------------
 
 
@@ -240,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=512, help="BELLE-like prompts for the greedy rows")
     parser.add_argument("--old_prompts", type=int, default=128, help="prompts the slow old loop runs on")
     parser.add_argument("--max_new_tokens", type=int, default=256, help="answer length of the greedy rows")
-    parser.add_argument("--varied", type=int, default=512, help="requests of the varied-length rows")
+    parser.add_argument("--varied", type=int, default=256, help="requests of the varied-length rows")
     parser.add_argument("--only", default="", help="comma-separated rows to run (default: all)")
     parser.add_argument(
         "--smoke", action="store_true", help="CPU check of the script: tiny model, a few prompts"
@@ -316,6 +363,16 @@ def main(argv: list[str] | None = None) -> int:
     questions = [r["messages"][-1]["content"] for r in records[:64]]
     api_limits = response_lengths(len(questions), cap=512 if not args.smoke else 8, seed=2)
     run("api_stream_64", lambda: api_stream(model_dir, questions, api_limits, out))
+    if not args.smoke:
+        subprocess.run(
+            [sys.executable, "tests/gpu/build_random_llama.py", "/tmp/llama-0.5b"], cwd=REPO, check=True
+        )
+    ppo_model = tokenizer_dir if args.smoke else Path("/tmp/llama-0.5b")
+    ppo_prompts = [p[-256:] for p in prompts[:32]]  # PPO's max_prompt_len 256
+    run(
+        "ppo_rollout_32x128",
+        lambda: ppo_rollouts(ppo_model, ppo_prompts, 8 if args.smoke else 128, args.smoke),
+    )
 
     # ---- summary -----------------------------------------------------------------------------------
     print(
@@ -327,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
             note = f"{row['completed']}/{row['requests']} complete, TTFT p50 {row['ttft_p50_s']:.3f} s p95 {row['ttft_p95_s']:.3f} s"
         if name == "generate_py" and row.get("status") == "ok":
             note = f"whole run incl. model load {row['whole_run_seconds']:.1f} s"
+        if name == "ppo_rollout_32x128" and row.get("status") == "ok":
+            note = (f"generate() {row['generate_seconds']:.2f} s vs engine {row['engine_seconds']:.2f} s "
+                    f"({row['speedup_over_generate']:.2f}x); PPO before: 5.7 s rollout on an H100")  # fmt: skip
         tps = row.get("tokens_per_second")
         print(f"| {name} | {row['status'][:40]} | {row.get('prompts', row.get('requests', ''))} | "
               f"{row.get('tokens', '')} | {row.get('seconds', row.get('wall_seconds', 0)):.1f} | "

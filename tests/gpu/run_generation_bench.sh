@@ -5,9 +5,10 @@
 # of .whl/ to stay under the 64 MiB carried):
 #   bash ../shared/gpu/fetch_wheels.sh fastapi==0.163.2 starlette==1.10.0 uvicorn==0.54.0 annotated-doc \
 #       opentelemetry-api anyio idna h11 click
-# Arguments go to bench_generation.py; results and logs go to $OUT (about 6-8 minutes on an H200):
-#   bash tests/gpu/run_generation_bench.sh
-#   bash tests/gpu/run_generation_bench.sh --only varied_static,varied_engine --varied 1024
+# Arguments go to bench_generation.py; results and logs go to $OUT. All rows may take 7-9 minutes on an H200
+# (estimated, never run): near the 10-minute limit of one call, so split them over two calls:
+#   bash tests/gpu/run_generation_bench.sh --only old_static_8,engine_greedy,generate_py
+#   bash tests/gpu/run_generation_bench.sh --only varied_static,varied_engine,api_stream_64,ppo_rollout_32x128
 set -uo pipefail
 : "${OUT:?set OUT to the results folder}"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
