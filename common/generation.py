@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import math
 import queue
 import threading
 import time
@@ -68,6 +69,8 @@ class SamplingParams:
     def check(self) -> None:
         if self.max_tokens < 1:
             raise GenerationError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if not all(math.isfinite(x) for x in (self.temperature, self.top_p, self.repetition_penalty)):
+            raise GenerationError("temperature, top_p and repetition_penalty must be finite numbers")
         if self.temperature < 0:
             raise GenerationError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -78,6 +81,8 @@ class SamplingParams:
             raise GenerationError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise GenerationError("stop strings must be non-empty strings")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise GenerationError(f"seed must be in [0, 2**63), got {self.seed}")
 
     @property
     def greedy(self) -> bool:
@@ -544,7 +549,8 @@ class HFEngine(Engine):
                                               device=logits.device)[:, None]  # fmt: skip
         top_k = [rows[i].params.top_k for i in sampled]
         if any(top_k):
-            kth = torch.tensor([k if k else scores.shape[-1] for k in top_k], device=logits.device)
+            vocab = scores.shape[-1]
+            kth = torch.tensor([min(k, vocab) if k else vocab for k in top_k], device=logits.device)
             cut = scores.sort(-1, descending=True).values.gather(-1, (kth - 1)[:, None])
             scores = scores.masked_fill(scores < cut, float("-inf"))
         top_p = torch.tensor([rows[i].params.top_p for i in sampled], device=logits.device)

@@ -151,6 +151,7 @@ def test_wrong_or_missing_key_is_401(server: str) -> None:
         ({"max_tokens": 5000}, "context"),
         ({"temperature": 3}, "temperature"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"seed": 2**64, "temperature": 1.0}, "seed"),  # checked before it reaches (and fails) the batch
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tool"),
     ],
 )

@@ -138,6 +138,12 @@ def test_bad_requests_and_a_full_queue(tiny_llama: Path) -> None:
     engine = load_engine(str(tiny_llama), template="belle", max_queue=1)
     with pytest.raises(GenerationError, match="top_p"):
         engine.generate([[1, 5]], SamplingParams(top_p=0))
+    with pytest.raises(GenerationError, match="finite"):  # one NaN would fail every row of its batch
+        engine.generate([[1, 5]], SamplingParams(repetition_penalty=float("nan")))
+    with pytest.raises(GenerationError, match="seed"):
+        engine.generate([[1, 5]], SamplingParams(temperature=1.0, seed=2**64))
+    huge_k = engine.generate([[1, 5]], SamplingParams(max_tokens=2, temperature=1.0, top_k=10**9))[0]
+    assert len(huge_k.token_ids) == 2  # top_k past the vocabulary means all of it
     with pytest.raises(GenerationError, match="context holds"):
         engine.generate([[5] * engine.context_length], SamplingParams())
     first = engine.submit([1, 5, 6], SamplingParams(max_tokens=3))  # not started: it waits in the queue
