@@ -345,7 +345,15 @@ class HFEngine(Engine):
                     newcomers.append(self._held)
                     self._held = None
                 if newcomers:
-                    self._admit(newcomers)
+                    try:
+                        prefilled = self._prefill(newcomers)
+                    except Exception as err:  # only the newcomers fail: the running batch is untouched
+                        logger.exception("prefill failed")
+                        for seq in newcomers:
+                            seq.handle.emit(("error", f"generation failed: {type(err).__name__}: {err}"))
+                    else:
+                        self._attach(newcomers, *prefilled)
+                    newcomers = []
                 if not self._rows:
                     self._wake.wait(timeout=0.5)
                     self._wake.clear()
@@ -413,7 +421,11 @@ class HFEngine(Engine):
         return out.logits[:, -1, :].float(), out.past_key_values
 
     def _admit(self, newcomers: list[_Sequence]) -> None:
-        """Prefill the newcomers' prompts (left-padded together), pick their first tokens, join the batch."""
+        """Prefill the newcomers' prompts and join them to the batch."""
+        self._attach(newcomers, *self._prefill(newcomers))
+
+    def _prefill(self, newcomers: list[_Sequence]) -> tuple[Any, Any, Any]:
+        """(cache, mask, first tokens) of the newcomers' prompts, left-padded together; the batch is untouched."""
         import torch
 
         width = max(len(s.prompt_ids) for s in newcomers)
@@ -428,7 +440,12 @@ class HFEngine(Engine):
         for seq in newcomers:
             if seq.params.seed is not None and not seq.params.greedy:
                 seq.generator = torch.Generator(device=self.device).manual_seed(seq.params.seed)
-        next_tokens = self._pick(logits, newcomers)
+        return cache, mask, self._pick(logits, newcomers)
+
+    def _attach(self, newcomers: list[_Sequence], cache: Any, mask: Any, next_tokens: Any) -> None:
+        """Join prefilled newcomers to the batch (or start one) and record their first tokens."""
+        import torch
+
         new_positions = mask.sum(-1)
         if not self._rows:
             self._cache, self._mask, self._positions = cache, mask, new_positions

@@ -194,3 +194,20 @@ def test_a_cancelled_request_leaves_the_batch(engine, prompts) -> None:
         assert engine.running == 0
     finally:
         engine.close()
+
+
+def test_a_failing_prompt_fails_alone(engine, prompts) -> None:
+    """A prompt whose prefill fails (here an id past the vocabulary) gets an error; the batch it was to join
+    goes on and its request still gets the greedy answer."""
+    engine.start()
+    try:
+        running = engine.submit(prompts[1], SamplingParams(max_tokens=30))
+        next(e for e in running.events() if e[0] == "delta")  # it is decoding
+        broken = engine.submit([1, 5, 10**6], SamplingParams(max_tokens=5))
+        *_, (kind, message) = broken.events()
+        assert kind == "error" and "generation failed" in message
+        *_, (kind, completion) = running.events()
+    finally:
+        engine.close()
+    assert kind == "done"
+    assert completion.token_ids == engine.generate([prompts[1]], SamplingParams(max_tokens=30))[0].token_ids
