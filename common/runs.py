@@ -27,6 +27,7 @@ step, then a save and `stop_and_exit(signals, step, folder)`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import json
@@ -34,6 +35,7 @@ import logging
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -278,6 +280,62 @@ def checkpoint_problem(folder: Path, run_id: str | None, allow_legacy: bool = Fa
         if digests[name] != expected.get("sha256"):
             return f"{name} sha256 differs from its manifest (changed after the save)"
     return None
+
+
+def checkpoint_run_id(folder: Path) -> str | None:
+    return (read_checkpoint_manifest(folder) or {}).get("run_id")
+
+
+def rotate_checkpoints(output_dir: Path, run_id: str | None, keep: int | None) -> None:
+    """Keep the newest `keep` checkpoints of this run that finished saving (they have a manifest, the last
+    file a save writes); checkpoint-notes, other runs' checkpoints and unfinished saves are never deleted."""
+    if not keep or run_id is None:
+        return
+    ours = []
+    for child in output_dir.iterdir():
+        match = CHECKPOINT_RE.match(child.name)
+        if match and child.is_dir() and checkpoint_run_id(child) == run_id:
+            ours.append((int(match.group(1)), child))
+    for _, old in sorted(ours)[:-keep]:
+        shutil.rmtree(old)
+
+
+def load_torch_state(path: Path, map_location: Any = "cpu") -> Any:
+    """torch.load with weights_only=True: tensors and plain containers only, never arbitrary objects."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
+        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise RunError(f"refusing to load {path}: not a plain tensor/state file ({first[:200]})") from None
+
+
+@contextlib.contextmanager
+def deepspeed_loads_weights_only() -> Iterator[None]:
+    """DeepSpeed's engine reads its checkpoint files with torch.load(weights_only=False), which would run any
+    code a replaced file holds. While this is active its loader is ours: weights_only=True, allowing only
+    the loss scaler, ZeRO stage enum and fragment-address records that its optimizer state contains."""
+    import torch
+    from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    allowed = [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+    def safe_load(self: Any, path: str, map_location: Any = None) -> Any:
+        with torch.serialization.safe_globals(allowed):
+            return load_torch_state(Path(path), map_location)
+
+    original = TorchCheckpointEngine.load
+    TorchCheckpointEngine.load = safe_load
+    try:
+        yield
+    finally:
+        TorchCheckpointEngine.load = original
 
 
 def valid_json(path: Path) -> bool:
@@ -686,9 +744,12 @@ def checkpoint_manifest_callback(output_dir: str | Path, resumed_from: str | Pat
     """A Trainer callback that writes `checkpoint_manifest.json` as the last step of every checkpoint save.
 
     The Trainer calls on_save after `_save_checkpoint` has written the weights (or adapter), optimizer.pt,
-    scheduler.pt, rng_state.pth and trainer_state.json and rotated old checkpoints (transformers 5.2x,
-    `Trainer._maybe_log_save_evaluate`). Every rank waits until all have written their part (rng_state_N,
-    ZeRO shards); then the main process hashes the folder. The manifest also carries the loss total of the
+    scheduler.pt, rng_state.pth and trainer_state.json (transformers 5.2x, `Trainer._maybe_log_save_evaluate`).
+    Every rank waits until all have written their part (rng_state_N, ZeRO shards); then the main process
+    hashes the folder and only then rotates: the callback takes `save_total_limit` over from the Trainer,
+    whose rotation ran before the manifest existed (with a limit of 1 it deleted the one complete checkpoint
+    while the new one was still unconfirmed) and ordered folders by mtime, non-numeric ones included
+    (`rotate_checkpoints` deletes only this run's finished checkpoints). The manifest also carries the loss total of the
     logged steps so far (`loss_sum`, `loss_steps`), carried over from the checkpoint a run resumed from, from
     which `whole_run_metrics` computes the whole run's mean loss. `pending` names the checkpoint being saved.
     """
@@ -697,6 +758,7 @@ def checkpoint_manifest_callback(output_dir: str | Path, resumed_from: str | Pat
     class CheckpointManifest(TrainerCallback):
         def __init__(self) -> None:
             self.run_id: str | None = None
+            self.keep: int | None = None
             self.pending: Path | None = None
             self.loss_sum, self.loss_steps, self._last_logged = 0.0, 0, 0
 
@@ -706,11 +768,7 @@ def checkpoint_manifest_callback(output_dir: str | Path, resumed_from: str | Pat
             self.loss_sum = float((before or {}).get("loss_sum", 0.0))
             self.loss_steps = int((before or {}).get("loss_steps", 0))
             self._last_logged = state.global_step
-            odd = sorted(p.name for p in Path(args.output_dir).glob("checkpoint-*")
-                         if p.is_dir() and not CHECKPOINT_RE.match(p.name))  # fmt: skip
-            if odd and args.save_total_limit and args.should_save:
-                logger.warning("%s in %s: not checkpoints to us, but the Trainer's save_total_limit rotation "
-                               "counts and may delete them; rename them", ", ".join(odd), args.output_dir)  # fmt: skip
+            self.keep, args.save_total_limit = args.save_total_limit, None  # rotation is ours, after the manifest
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs and state.global_step > self._last_logged:
@@ -732,6 +790,7 @@ def checkpoint_manifest_callback(output_dir: str | Path, resumed_from: str | Pat
             if args.should_save:
                 totals = {"loss_sum": self.loss_sum, "loss_steps": self.loss_steps}
                 write_checkpoint_manifest(folder, self.run_id, state.global_step, totals)
+                rotate_checkpoints(Path(args.output_dir), self.run_id, self.keep)
             self.pending = None
 
     return CheckpointManifest()
@@ -771,9 +830,30 @@ def signal_stop_callback() -> Any:
     return SignalStop()
 
 
-def whole_run_metrics(state: Any, resumed_from: str | Path | None, metrics: dict[str, Any]) -> dict[str, Any]:
-    """Totals over every session of a resumed run, from the Trainer's final `state`, the checkpoint resumed
-    from and this session's `metrics` (train() covers only the steps since the resume):
+@dataclasses.dataclass(frozen=True)
+class ResumePoint:
+    """What a resumed session starts from, read from its checkpoint before training (rotation may delete that
+    checkpoint before the run ends): the step, the tokens seen, and the logged loss total and its steps."""
+
+    step: int = 0
+    tokens: int = 0
+    loss_sum: float = 0.0
+    loss_steps: int = 0
+
+    @classmethod
+    def of(cls, resumed_from: str | Path | None) -> ResumePoint:
+        if not resumed_from:
+            return cls()
+        manifest = read_checkpoint_manifest(Path(resumed_from)) or {}
+        trainer_state = json.loads((Path(resumed_from) / "trainer_state.json").read_text())
+        return cls(trainer_state["global_step"], trainer_state.get("num_input_tokens_seen", 0),
+                   float(manifest.get("loss_sum", 0.0)), int(manifest.get("loss_steps", 0)))  # fmt: skip
+
+
+def whole_run_metrics(state: Any, start: ResumePoint, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Totals over every session of a resumed run, from the Trainer's final `state`, where this session started
+    (`start`: the checkpoint resumed from) and this session's `metrics` (train() covers only the steps since
+    the resume):
 
     - train_loss_whole_run: the step-weighted mean of the checkpoint's logged loss total (its manifest's
       `loss_sum` / `loss_steps`, itself carried over every earlier resume) and this session's train_loss.
@@ -781,12 +861,7 @@ def whole_run_metrics(state: Any, resumed_from: str | Path | None, metrics: dict
       save_steps is a multiple of logging_steps; a SIGTERM stop logs before it saves).
     - train_steps_whole_run: the final global step.
     - num_input_tokens_seen_whole_run / _this_session: the Trainer's token count (when it counts tokens)."""
-    start_step, start_tokens, before_sum, before_steps = 0, 0, 0.0, 0
-    if resumed_from:
-        manifest = read_checkpoint_manifest(Path(resumed_from)) or {}
-        before_sum, before_steps = float(manifest.get("loss_sum", 0.0)), int(manifest.get("loss_steps", 0))
-        trainer_state = json.loads((Path(resumed_from) / "trainer_state.json").read_text())
-        start_step, start_tokens = trainer_state["global_step"], trainer_state.get("num_input_tokens_seen", 0)
+    start_step, start_tokens, before_sum, before_steps = start.step, start.tokens, start.loss_sum, start.loss_steps
     session_steps = state.global_step - start_step
     result: dict[str, Any] = {"train_steps_whole_run": state.global_step}
     session_sum = metrics.get("train_loss", 0.0) * session_steps if session_steps > 0 else 0.0
@@ -804,6 +879,7 @@ class TrainerRunGuard:
 
     def __init__(self, output_dir: str | Path, checkpoint: str | Path | None) -> None:
         self.output_dir, self.checkpoint = Path(output_dir), checkpoint
+        self.start = ResumePoint.of(checkpoint)
         self.stop = signal_stop_callback()
         self.manifest = checkpoint_manifest_callback(output_dir, checkpoint)
         self.callbacks = [
@@ -816,8 +892,20 @@ class TrainerRunGuard:
         SIGINT the saved checkpoint is named and the process exits 143 / 130 (no final save or evaluation)."""
         import pickle
 
+        import torch
+
+        # Trainable weights train in fp32 in every stage (mixed precision autocasts their matmuls). TRL casts a
+        # QLoRA adapter, a reward model's head with it, to bf16, and PEFT leaves a head copy (modules_to_save)
+        # in the frozen trunk's half precision: small updates round away there, fp16 gradients stop the fp16
+        # grad scaler, and on CPU a bf16 head meets fp32 activations.
+        for param in trainer.model.parameters():
+            if param.requires_grad and param.dtype != torch.float32:
+                param.data = param.data.float()
+        # DeepSpeed reads its engine files itself, with full unpickling: weights-only while we train.
+        engine_loading = deepspeed_loads_weights_only() if trainer.is_deepspeed_enabled else contextlib.nullcontext()
         try:
-            result = trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint else None)
+            with engine_loading:
+                result = trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint else None)
         except pickle.UnpicklingError as err:
             # The Trainer reads checkpoint state with torch.load(weights_only=True): anything but tensors and
             # plain containers is refused there, never executed. Say so in one line.
@@ -835,7 +923,7 @@ class TrainerRunGuard:
         return result
 
     def whole_run_metrics(self, state: Any, metrics: dict[str, Any]) -> dict[str, Any]:
-        return whole_run_metrics(state, self.checkpoint, metrics)
+        return whole_run_metrics(state, self.start, metrics)
 
 
 def start_trainer_run(

@@ -62,7 +62,7 @@ from common.config import (  # noqa: E402
     stage_default,
 )
 from common.data import DataError  # noqa: E402
-from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
+from common.runs import RunError, load_torch_state, run_as_script, setup_logging  # noqa: E402
 from common.settings import (  # noqa: E402
     AdapterStartSettings,
     DataSourceSettings,
@@ -736,19 +736,6 @@ def check_checkpoint_files(checkpoint: Path) -> None:
                            f"({why}); it was not loaded. Remove it, or resume from another checkpoint")  # fmt: skip
 
 
-def load_torch_state(path: Path, map_location: Any = "cpu") -> Any:
-    """torch.load with weights_only=True: tensors and plain containers only, never arbitrary objects."""
-    import pickle
-
-    import torch
-
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
-        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise RunError(f"refusing to load {path}: not a plain tensor/state file ({first[:200]})") from None
-
-
 def rng_state() -> tuple[dict[str, Any], dict[str, Any]]:
     """(tensors, JSON) of every random generator a PPO step draws from: python, numpy, torch CPU and CUDA."""
     import numpy as np
@@ -812,7 +799,13 @@ def save_checkpoint(run: PPORun, step: int) -> Path:
     """Write checkpoint-N under a temporary name, rename it when every process has written its part, then
     write its manifest (common/runs.py) as the very last step: only a checkpoint with a matching manifest
     is ever resumed from. Old checkpoints of this run are rotated; other folders are never touched."""
-    from common.runs import move_aside, save_errors_as_run_error, write_checkpoint_manifest
+    from common.runs import (
+        checkpoint_run_id,
+        move_aside,
+        rotate_checkpoints,
+        save_errors_as_run_error,
+        write_checkpoint_manifest,
+    )
 
     accelerator, output_dir = run.accelerator, run.output_dir
     partial, final = output_dir / f".checkpoint-{step}.partial", output_dir / f"checkpoint-{step}"
@@ -839,47 +832,14 @@ def save_checkpoint(run: PPORun, step: int) -> Path:
     return final
 
 
-def checkpoint_run_id(folder: Path) -> str | None:
-    from common.runs import read_checkpoint_manifest
-
-    return (read_checkpoint_manifest(folder) or {}).get("run_id")
-
-
-def rotate_checkpoints(output_dir: Path, run_id: str | None, limit: int | None) -> None:
-    """Keep the newest `limit` complete checkpoints of this run; checkpoint-notes, another run's checkpoints
-    and unfinished ones are left alone."""
-    from common.runs import CHECKPOINT_RE
-
-    if not limit or run_id is None:
-        return
-    ours = []
-    for child in output_dir.iterdir():
-        match = CHECKPOINT_RE.match(child.name)
-        if match and child.is_dir() and checkpoint_run_id(child) == run_id:
-            ours.append((int(match.group(1)), child))
-    for _, old in sorted(ours)[:-limit]:
-        shutil.rmtree(old)
-
-
 def load_deepspeed_state(engine: Any, checkpoint: Path) -> None:
-    """DeepSpeed's engine reads its files with torch.load(weights_only=False), which would run any code a
-    replaced file holds. Its loader is swapped for ours: weights_only=True, allowing only the loss scaler,
-    ZeRO stage enum and fragment-address records that its optimizer state contains."""
-    import torch
-    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
-    from deepspeed.runtime.zero.config import ZeroStageEnum
-    from deepspeed.utils.tensor_fragment import fragment_address
+    """The engine's own files (pytorch_model/*.pt), read weights-only (common/runs.py)."""
+    from common.runs import deepspeed_loads_weights_only
 
-    allowed = [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
-
-    def safe_load(path: str, map_location: Any = None) -> Any:
-        with torch.serialization.safe_globals(allowed):
-            return load_torch_state(Path(path), map_location)
-
-    engine.checkpoint_engine.load = safe_load
-    load_path, _ = engine.load_checkpoint(
-        str(checkpoint), tag="pytorch_model", load_lr_scheduler_states=False
-    )
+    with deepspeed_loads_weights_only():
+        load_path, _ = engine.load_checkpoint(
+            str(checkpoint), tag="pytorch_model", load_lr_scheduler_states=False
+        )
     if load_path is None:
         raise RunError(f"{checkpoint}: DeepSpeed found no engine checkpoint in pytorch_model/")
 

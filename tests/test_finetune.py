@@ -157,6 +157,43 @@ def test_deepspeed_launcher_full_and_lora(belle_runs):
         assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 4
 
 
+def test_deepspeed_resume_never_unpickles_an_engine_file(belle_runs, tmp_path):
+    """DeepSpeed reads its own engine files (global_stepN/*.pt) with full unpickling; during our runs its
+    loader is weights-only. A pickle planted there, even with the manifest rewritten to match, is refused
+    as one error line and never runs."""
+    import pickle
+    import shutil
+    import socket
+
+    from common import runs
+
+    out, marker = tmp_path / "run", tmp_path / "pwned"
+    shutil.copytree(belle_runs / "deepspeed_lora", out)
+    checkpoint = out / "checkpoint-4"
+    engine_file = next(checkpoint.glob("global_step*/mp_rank_00_model_states.pt"))
+
+    class Planted:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    engine_file.write_bytes(pickle.dumps(Planted()))
+    manifest = runs.read_checkpoint_manifest(checkpoint)
+    runs.write_checkpoint_manifest(checkpoint, manifest["run_id"], manifest["global_step"])
+    with socket.socket() as sock:  # a port of its own: another file's launcher run may hold 29500
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    result = run_script(str(Path(PYTHON).parent / "deepspeed"), "--num_gpus=1", "--master_port", port,
+                        "scripts/finetune.py",
+                        "--model_config_file", "run_config/tiny/Bloom_config.json",
+                        "--lora_hyperparams_file", "run_config/tiny/lora_hyperparams_bloom.json", "--use_lora",
+                        "--deepspeed", "run_config/tiny/deepspeed_config.json", "--max_steps", "5",
+                        "--save_steps", "4", "--output_dir", str(out), "--resume_from_checkpoint", "true",
+                        check=False, timeout=600)  # fmt: skip
+    assert result.returncode != 0 and not marker.exists()
+    assert f"error: refusing to load {engine_file}: not a plain tensor/state file" in result.stderr, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+
+
 def test_torchrun_two_processes(belle_runs):
     out = belle_runs / "torchrun_lora"
     config = json.loads((out / "finetune_config.json").read_text())

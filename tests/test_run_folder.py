@@ -192,7 +192,7 @@ def test_whole_run_loss_and_tokens_join_the_sessions(tmp_path):
     )
     runs.write_checkpoint_manifest(checkpoint, "A", 4, {"loss_sum": 4 * 3.0, "loss_steps": 4})
     state = SimpleNamespace(global_step=10, num_input_tokens_seen=1000)
-    metrics = runs.whole_run_metrics(state, checkpoint, {"train_loss": 2.0})  # the 6 steps of this session
+    metrics = runs.whole_run_metrics(state, runs.ResumePoint.of(checkpoint), {"train_loss": 2.0})  # the 6 steps of this session
     assert metrics == {
         "train_steps_whole_run": 10,
         "train_loss_whole_run": pytest.approx((4 * 3.0 + 6 * 2.0) / 10),
@@ -200,7 +200,7 @@ def test_whole_run_loss_and_tokens_join_the_sessions(tmp_path):
         "num_input_tokens_seen_this_session": 600,
     }
     fresh = runs.whole_run_metrics(
-        SimpleNamespace(global_step=10, num_input_tokens_seen=0), None, {"train_loss": 2.0}
+        SimpleNamespace(global_step=10, num_input_tokens_seen=0), runs.ResumePoint(), {"train_loss": 2.0}
     )
     assert fresh == {"train_steps_whole_run": 10, "train_loss_whole_run": 2.0}
 
@@ -321,6 +321,30 @@ def test_a_planted_pickle_in_a_checkpoint_never_runs(tmp_path, tiny_llama, strai
     assert f"error: refusing to resume from {out / 'checkpoint-4'}: a file there holds more than tensors" in (
         result.stderr
     )
+
+
+def test_rotation_keeps_only_finished_checkpoints_of_this_run_and_never_a_users_folder(
+    tmp_path, tiny_llama, straight_run
+):
+    """save_total_limit 1: each older checkpoint goes only once the new one's manifest is written (the
+    Trainer's own rotation ran before it); another run's checkpoint and checkpoint-notes stay."""
+    out = tmp_path / "run"
+    shutil.copytree(straight_run, out)
+    (out / "checkpoint-notes").mkdir()
+    (out / "checkpoint-notes" / "todo.txt").write_text("try lr 3e-4")
+    foreign = out / "checkpoint-0"  # the same files, claimed by another run
+    shutil.copytree(out / "checkpoint-1", foreign)
+    manifest = runs.read_checkpoint_manifest(foreign)
+    runs.write_checkpoint_manifest(foreign, "another-run", manifest["global_step"])
+
+    args = finetune_args(tiny_llama, out)
+    args[args.index("--max_steps") + 1], args[args.index("--save_total_limit") + 1] = "6", "1"
+    run_script(*args, "--resume_from_checkpoint", "true")
+    numeric = sorted(p.name for p in out.iterdir() if runs.CHECKPOINT_RE.match(p.name))
+    assert numeric == ["checkpoint-0", "checkpoint-6"]
+    assert runs.checkpoint_problem(out / "checkpoint-6", runs.read_run_id(out)) is None
+    assert runs.checkpoint_problem(foreign, "another-run") is None
+    assert (out / "checkpoint-notes" / "todo.txt").read_text() == "try lr 3e-4"
 
 
 def test_sigterm_over_an_overwritten_run_saves_stops_and_resumes_to_the_uninterrupted_weights(

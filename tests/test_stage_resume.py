@@ -1,25 +1,30 @@
-"""Pre-training, reward modelling and DPO share finetune.py's run folder (common/runs.py): a damaged newest
-checkpoint is skipped with a line saying why, and the resume from the one before ends with exactly the weights
-of the uninterrupted run. (finetune.py, with SIGTERM and overwrite: tests/test_run_folder.py; PPO's own loop:
-tests/test_train_ppo.py.) A run killed outright (SIGKILL) leaves the same kind of folder as here."""
+"""Pre-training, reward modelling and DPO share finetune.py's run folder (common/runs.py): SIGTERM mid-run
+finishes the step, saves a complete checkpoint and exits 143; a damaged newest checkpoint is skipped with a
+line saying why; either way the resume ends with exactly the weights of the uninterrupted run. (finetune.py,
+with overwrite: tests/test_run_folder.py; PPO's own loop: tests/test_train_ppo.py.) A run killed outright
+(SIGKILL) leaves the same kind of folder as the damaged one here: its newest save unfinished."""
 
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import PYTHON, run_script
+from conftest import PYTHON, REPO, run_script
 
-STEPS = ["--max_steps", "3", "--save_steps", "1", "--save_total_limit", "null", "--logging_steps", "1",
+STAGES = ["pretrain", "rm", "dpo"]
+STEPS = ["--max_steps", "4", "--save_steps", "1", "--save_total_limit", "null", "--logging_steps", "1",
          "--seed", "7"]  # fmt: skip
 
 
 def stage_args(stage: str, model: Path, out: Path) -> list[str]:
-    """Full fine-tuning of the tiny Llama for 3 steps, a checkpoint after each."""
+    """Full fine-tuning of the tiny Llama for 4 steps, a checkpoint after each."""
     common = ["--model_name_or_path", str(model), "--output_dir", str(out), *STEPS]
     if stage == "pretrain":
         return ["scripts/pretrain.py", *common, "--block_size", "32", "--per_device_train_batch_size", "2",
@@ -39,25 +44,55 @@ def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
     assert [name for name in a if not torch.equal(a[name], b[name])] == []
 
 
-@pytest.mark.parametrize("stage", ["pretrain", "rm", "dpo"])
-def test_damaged_checkpoints_are_skipped_and_the_resume_equals_the_uninterrupted_run(
-    tmp_path, tiny_llama, stage
-):
-    straight = tmp_path / "straight"
-    run_script(PYTHON, *stage_args(stage, tiny_llama, straight))
+@pytest.fixture(scope="module", params=STAGES)
+def straight(request, tmp_path_factory, tiny_llama) -> tuple[str, Path]:
+    """(stage, folder of its uninterrupted run): what every interrupted run of the stage must end equal to."""
+    out = tmp_path_factory.mktemp(request.param) / "straight"
+    run_script(PYTHON, *stage_args(request.param, tiny_llama, out))
+    return request.param, out
 
-    # The run "died" after writing checkpoint-3 badly and checkpoint-2 partly: only the checkpoints and
-    # the run record survive; checkpoint-3 lacks its optimizer state, checkpoint-2's weights are cut short.
+
+def test_damaged_checkpoints_are_skipped_and_the_resume_equals_the_uninterrupted_run(
+    tmp_path, tiny_llama, straight
+):
+    stage, reference = straight
+    # The run "died" after writing checkpoint-4 badly and checkpoint-3 partly: only the checkpoints and
+    # the run record survive; checkpoint-4 lacks its optimizer state, checkpoint-3's weights are cut short.
     resumed = tmp_path / "resumed"
-    shutil.copytree(straight, resumed)
+    shutil.copytree(reference, resumed)
     for leftover in ("model.safetensors", "train_results.json", "all_results.json", "trainer_state.json"):
         (resumed / leftover).unlink(missing_ok=True)
-    (resumed / "checkpoint-3" / "optimizer.pt").unlink()
-    weights = resumed / "checkpoint-2" / "model.safetensors"
+    (resumed / "checkpoint-4" / "optimizer.pt").unlink()
+    weights = resumed / "checkpoint-3" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
 
     result = run_script(PYTHON, *stage_args(stage, tiny_llama, resumed), "--resume_from_checkpoint", "true")
-    assert f"skipping {resumed / 'checkpoint-3'}: optimizer.pt missing" in result.stderr
-    assert f"skipping {resumed / 'checkpoint-2'}: model.safetensors size 1000 !=" in result.stderr
-    assert f"resuming from {resumed / 'checkpoint-1'}" in result.stderr
-    assert_bitwise_equal(final_weights(resumed), final_weights(straight))
+    assert f"skipping {resumed / 'checkpoint-4'}: optimizer.pt missing" in result.stderr
+    assert f"skipping {resumed / 'checkpoint-3'}: model.safetensors size 1000 !=" in result.stderr
+    assert f"resuming from {resumed / 'checkpoint-2'}" in result.stderr
+    assert_bitwise_equal(final_weights(resumed), final_weights(reference))
+
+
+def test_sigterm_saves_a_checkpoint_and_the_resume_equals_the_uninterrupted_run(
+    tmp_path, tiny_llama, straight
+):
+    stage, reference = straight
+    out = tmp_path / "run"
+    process = subprocess.Popen([PYTHON, *stage_args(stage, tiny_llama, out)], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoint-1" / "checkpoint_manifest.json").is_file() and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 143, stderr[-3000:]
+    last_line = stderr.strip().splitlines()[-1]
+    step = int(last_line.split("after step ")[1].split(";")[0])
+    assert 1 <= step < 4 and "Traceback" not in stderr, stderr[-3000:]
+    assert f"checkpoint saved in {out / f'checkpoint-{step}'}" in last_line
+    assert not (out / "model.safetensors").exists()  # stopped: no final save
+
+    result = run_script(PYTHON, *stage_args(stage, tiny_llama, out), "--resume_from_checkpoint", "true")
+    assert f"resuming from {out / f'checkpoint-{step}'}" in result.stderr
+    assert_bitwise_equal(final_weights(out), final_weights(reference))
