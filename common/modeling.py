@@ -147,6 +147,16 @@ def decoder_layers(model: Any) -> Any:
     return max(stacks, key=lambda m: sum(p.numel() for p in m.parameters()))
 
 
+def compile_decoder_layers(model: Any) -> int:
+    """torch.compile each decoder block on its own (regional compilation): the blocks are alike, so one
+    compiled graph serves them all, and the head and loss stay eager, where liger's fused loss and our
+    chunked loss run (dynamo traces neither). Returns the number of blocks."""
+    layers = decoder_layers(model)
+    for layer in layers:
+        layer.compile()
+    return len(layers)
+
+
 def freeze_all_but_last_layers(model: Any, trainable_layers: int) -> list[str]:
     """Freeze fine-tuning: only the last `trainable_layers` decoder blocks learn. Returns their names."""
     layers = decoder_layers(model)

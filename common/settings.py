@@ -83,26 +83,37 @@ class AdapterStartSettings(Settings):
 
 
 @dataclasses.dataclass
-class DataSourceSettings(Settings):
-    """Which records a stage reads and how it renders them (PPO's prompts too)."""
+class RegistrySettings(Settings):
+    """Where a stage's data comes from: the dataset registry (pre-training: also a plain folder of text)."""
 
     dataset: str | None = config_field(
         None,
-        "registered dataset name(s), comma-separated, from dataset_dir/dataset_info.json (wins over data_path)",
+        "registered dataset name(s), comma-separated, from dataset_dir/dataset_info.json (wins over data_path; "
+        "pre-training with null: every text file in dataset_dir)",
     )
+    dataset_dir: str = config_field(
+        "data_dir",
+        "folder holding dataset_info.json and its files (pre-training: or a folder of *.txt / JSON lines `text`)",
+    )
+    skip_bad_records: bool = config_field(
+        False,
+        "skip malformed records or lines (counted and logged) instead of stopping with a list of them",
+    )
+
+
+@dataclasses.dataclass
+class DataSourceSettings(RegistrySettings):
+    """Which records a stage reads and how it renders them (PPO's prompts too)."""
+
     data_path: str = config_field(
         "data_dir/sample_sft.train.json",
         "one data file (JSON lines or array): alpaca/BELLE, ShareGPT `conversations`, OpenAI `messages`, "
         "or preference pairs (chosen/rejected) for RM, DPO and PPO",
     )
-    dataset_dir: str = config_field("data_dir", "folder holding dataset_info.json and its files")
     template: str = config_field(
         "belle", "prompt format: belle, alpaca, vicuna, llama2, llama3, mistral, chatml, ..., or tokenizer"
     )
     max_samples: int | None = config_field(None, "use at most N records of each dataset (null: all)")
-    skip_bad_records: bool = config_field(
-        False, "skip malformed records (counted and logged) instead of stopping with a list of them"
-    )
 
     def check(self) -> None:
         from common.templates import TEMPLATE_NAMES
@@ -191,6 +202,13 @@ class TrainSettings(OptimSettings):
         False,
         "put several examples in each row of cutoff_len tokens; each attends only to itself (positions "
         "restart, attention masked per example), so every example's loss is the unpacked one",
+    )
+
+    torch_compile: bool = config_field(
+        False,
+        "SFT and pre-training: torch.compile each decoder block (the head and loss stay eager): faster steps "
+        "and less activation memory; the first step pays for compiling (train_first_step_seconds). Wants "
+        "repeating shapes: packing (rows padded to cutoff_len on a GPU) or examples of one length",
     )
 
     def check(self) -> None:

@@ -39,7 +39,19 @@ class PreferenceTrainingConfig(
 
     def check(self) -> None:
         if self.packing:
-            raise ConfigError("packing is for SFT and pre-training; preference pairs are batched as pairs")
+            # TRL 1.16 turns DPOConfig.padding_free off with a warning ("temporarily unavailable after a
+            # refactor") and RewardTrainer has no padding-free path, so a packed pair batch would be silently
+            # padded after all.
+            raise ConfigError("packing is for SFT and pre-training: TRL 1.16 has disabled DPO's padding-free "
+                              "batches and has none for reward models, so pairs are padded per batch")  # fmt: skip
+        if self.torch_compile or self.use_liger_kernel:
+            raise ConfigError("torch_compile and use_liger_kernel are for SFT and pre-training: pair batches "
+                              "change shape every step, and TRL's pair losses read full logits")  # fmt: skip
+        if self.group_by_length:
+            # The Trainer's length-grouped sampler measures `input_ids`; TRL's pair datasets have none and
+            # drop any other column before the sampler is built.
+            raise ConfigError("group_by_length is for SFT: the Trainer's length-grouped sampler cannot measure "
+                              "TRL's preference pairs")  # fmt: skip
 
 
 def resolved_settings(config: Any, precision: str, **more: Any) -> dict[str, Any]:
@@ -138,6 +150,16 @@ def trainer_arguments(
         ddp_find_unused_parameters=False,
         dataloader_pin_memory=use_gpu,
     )
+
+
+def liger_arguments(use_liger_kernel: bool, torch_compile: bool) -> dict[str, Any]:
+    """TrainingArguments for liger-kernel: all its kernels, or under torch_compile its fused linear
+    cross-entropy alone (inductor fuses RMSNorm, RoPE and SwiGLU itself; the loss runs outside the compiled
+    blocks, and dynamo cannot trace it)."""
+    if not use_liger_kernel:
+        return {"use_liger_kernel": False}
+    only_loss = {"rms_norm": False, "rope": False, "swiglu": False, "fused_linear_cross_entropy": True}
+    return {"use_liger_kernel": True, "liger_kernel_config": only_loss if torch_compile else None}
 
 
 def lora_config(

@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     from common.chunked_loss import add_chunked_loss, supports_chunked_loss
     from common.modeling import (
+        compile_decoder_layers,
         count_parameters,
         freeze_all_but_last_layers,
         load_tokenizer,
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> Path:
     from common.packing import PackedCollator, check_model_supports_packing, pack_examples
     from common.training import (
         causal_lm_trainer_class,
+        liger_arguments,
         lora_config,
         resolved_settings,
         throughput_metrics,
@@ -90,6 +92,11 @@ def main(argv: list[str] | None = None) -> Path:
     from common.data import load_tokenised, resolve_specs, spec_files
 
     tokenizer = load_tokenizer(config.model_name_or_path)
+    from common.templates import chat_template_mismatch
+
+    if mismatch := chat_template_mismatch(tokenizer, config.template):  # a chat model trained off its format
+        logger.warning("%s; details: python -m common.templates check --model %s --template %s", mismatch,
+                       config.model_name_or_path, config.template)  # fmt: skip
     specs = resolve_specs(config.dataset, config.data_path, config.dataset_dir)
     data_files = spec_files(specs, config.dataset_dir) + [s.hf_hub_url for s in specs if s.hf_hub_url]
     tokenised = load_tokenised(specs, tokenizer, config.template, config.cutoff_len,
@@ -142,6 +149,9 @@ def main(argv: list[str] | None = None) -> Path:
     elif config.trainable_layers:
         names = freeze_all_but_last_layers(model, config.trainable_layers)
         logger.info("freeze fine-tuning: %d parameter tensors train, e.g. %s", len(names), names[0])
+    if config.torch_compile:
+        logger.info("torch.compile: %d decoder blocks, one by one (the head and loss stay eager)",
+                    compile_decoder_layers(model))  # fmt: skip
     trainable, total = count_parameters(model)
     logger.info("parameters: %s trainable of %s (%.2f%%), precision %s", f"{trainable:,}", f"{total:,}",
                 100 * trainable / total, precision)  # fmt: skip
@@ -151,7 +161,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = TrainingArguments(
         **trainer_arguments(config, config, output_dir, precision, has_eval=len(dev_examples) > 0),
         include_num_input_tokens_seen="non_padding",
-        use_liger_kernel=config.use_liger_kernel,
+        **liger_arguments(config.use_liger_kernel, config.torch_compile),
     )
     # Packed rows are padded to cutoff_len on a GPU: one shape, so compiled kernels (flex attention) compile once.
     collator = (

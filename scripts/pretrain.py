@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 from common.config import ConfigError, config_field, parse_config, stage_default  # noqa: E402
 from common.data import DataError  # noqa: E402
 from common.runs import prepare_run_dir, run_as_script, setup_logging, start_trainer_run, step_timer_callback  # noqa: E402
-from common.settings import LoraSettings, ModelSettings, RunSettings, TrainSettings  # noqa: E402
+from common.settings import LoraSettings, ModelSettings, RegistrySettings, RunSettings, TrainSettings  # noqa: E402
 
 logger = logging.getLogger("pretrain")
 
@@ -41,23 +41,13 @@ VOCAB_PADDING_SLACK = 128
 
 
 @dataclasses.dataclass
-class PretrainConfig(RunSettings, LoraSettings, TrainSettings, ModelSettings):
+class PretrainConfig(RunSettings, LoraSettings, TrainSettings, RegistrySettings, ModelSettings):
     """The shared groups (common/settings.py) plus the keys of pre-training alone."""
 
     tokenizer_name_or_path: str | None = config_field(
         None, "tokenizer to train with, e.g. an extended Chinese one (null: the model's)"
     )
-    dataset_dir: str = config_field(
-        "data_dir/pretrain",
-        "folder of *.txt / JSON lines (`text`) files; with --dataset, of dataset_info.json",
-    )
-    dataset: str | None = config_field(
-        None,
-        "registered text dataset(s), comma-separated, from dataset_dir/dataset_info.json (null: every file)",
-    )
-    skip_bad_records: bool = config_field(
-        False, "skip lines that are not UTF-8 or not JSON (counted) instead of stopping"
-    )
+    dataset_dir: str = stage_default("data_dir/pretrain")
     data_cache_dir: str | None = config_field(".cache/pt_blocks", "cache of tokenised blocks (null: none)")
     block_size: int = config_field(128, "tokens per training block")
     validation_split_percentage: float = config_field(5.0, "percent of blocks held out (whole blocks)")
@@ -165,11 +155,12 @@ def main(argv: list[str] | None = None) -> Path:
     from transformers import TrainingArguments, default_data_collator, set_seed
 
     from common.chunked_loss import add_chunked_loss, supports_chunked_loss
-    from common.modeling import count_parameters, load_tokenizer, load_training_model
+    from common.modeling import compile_decoder_layers, count_parameters, load_tokenizer, load_training_model
     from common.packing import DocumentBlockCollator, check_model_supports_packing
     from common.pretrain_data import corpus_files, load_blocks, registry_corpus, split_blocks, stream_blocks
     from common.training import (
         causal_lm_trainer_class,
+        liger_arguments,
         lora_config,
         resolved_settings,
         throughput_metrics,
@@ -244,6 +235,9 @@ def main(argv: list[str] | None = None) -> Path:
             config, model, "CAUSAL_LM", config.model_type, modules_to_save=config.modules_to_save
         )
         model = get_peft_model(model, lora)
+    if config.torch_compile:
+        logger.info("torch.compile: %d decoder blocks, one by one (the head and loss stay eager)",
+                    compile_decoder_layers(model))  # fmt: skip
     trainable, total = count_parameters(model)
     logger.info("parameters: %s trainable of %s", f"{trainable:,}", f"{total:,}")
 
@@ -252,7 +246,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = TrainingArguments(
         **trainer_arguments(config, config, output_dir, precision, has_eval=False),
         include_num_input_tokens_seen="non_padding",
-        use_liger_kernel=config.use_liger_kernel,
+        **liger_arguments(config.use_liger_kernel, config.torch_compile),
         remove_unused_columns=False,
     )
     resolved = resolved_settings(config, precision, model_vocab=old_vocab, tokenizer_vocab=len(tokenizer))

@@ -142,13 +142,6 @@ def main(argv: list[str] | None = None) -> Path:
         callbacks=guard.callbacks,
         peft_config=peft_config,
     )
-    if config.use_lora and load_dtype != torch.float32:
-        # PEFT upcasts the LoRA weights to fp32 but leaves the head copy (modules_to_save) in the half
-        # precision of the frozen trunk: a bf16 head rounds small updates away, and fp16 gradients stop the
-        # fp16 grad scaler. Mixed precision autocasts the fp32 head's matmul.
-        for param in trainer.model.parameters():
-            if param.requires_grad:
-                param.data = param.data.float()
     trainable, total = count_parameters(trainer.model)
     logger.info(
         "trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total

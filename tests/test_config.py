@@ -169,9 +169,7 @@ def test_every_setting_is_declared_once_with_its_help():
         for f in dataclasses.fields(config_cls):
             assert field_help(config_cls, f.name), f"{config_cls.__name__}.{f.name} has no help line"
     twice = {name: owners for name, owners in declared.items() if len(owners) > 1}
-    # Pre-training's dataset_dir is a folder of plain text, not a dataset_info.json registry: another setting
-    # under Chinese-LLaMA-Alpaca's name for it, and never in the same config as the registry's.
-    assert twice == {"dataset_dir": {"DataSourceSettings", "PretrainConfig"}}
+    assert twice == {}
 
 
 def test_groups_validate_once_for_every_stage():

@@ -96,22 +96,30 @@ def test_qlora_sft_trains_a_4bit_base_and_merges_as_documented(tmp_path, tiny_ll
     torch.testing.assert_close(merged, expected, atol=1e-4, rtol=1e-4)
 
 
-def test_qlora_dpo_trains_the_adapter_on_a_4bit_base(tmp_path, tiny_llama):
-    out = tmp_path / "dpo-qlora"
-    result = run_script(PYTHON, "scripts/train_dpo.py", "--model_name_or_path", str(tiny_llama), "--output_dir",
-                        str(out), "--use_lora", "--quantization_bit", "4", "--max_steps", "3", "--batch_size", "4",
-                        "--per_device_train_batch_size", "4", "--learning_rate", "5e-3", "--val_set_size", "0",
-                        "--logging_steps", "1", "--cutoff_len", "96")  # fmt: skip
+@pytest.mark.parametrize("stage", ["dpo", "rm"])
+def test_qlora_pair_stages_train_the_adapter_on_a_4bit_base(tmp_path, tiny_llama, stage):
+    out = tmp_path / f"{stage}-qlora"
+    result = run_script(PYTHON, f"scripts/train_{stage}.py", "--model_name_or_path", str(tiny_llama),
+                        "--output_dir", str(out), "--use_lora", "--quantization_bit", "4", "--max_steps", "3",
+                        "--batch_size", "4", "--per_device_train_batch_size", "4", "--learning_rate", "5e-3",
+                        "--val_set_size", "0", "--logging_steps", "1", "--cutoff_len", "96")  # fmt: skip
     assert "quantised to 4 bits" in result.stderr
-    adapter = load_file(str(out / "adapter_model.safetensors"))
+    # RM keeps its adapter beside the merged reward model; the head trains in full, in fp32 (TRL would
+    # leave it in bf16, which on CPU met fp32 activations and stopped the run).
+    adapter = load_file(str(out / ("lora_adapter" if stage == "rm" else "") / "adapter_model.safetensors"))
     assert all(t.abs().sum() > 0 for name, t in adapter.items() if "lora_B" in name)
-    assert not (out / "ref").exists()
+    assert all(t.dtype == torch.float32 for t in adapter.values())
+    if stage == "rm":
+        assert "base_model.model.score.weight" in adapter
+    else:
+        assert not (out / "ref").exists()
 
 
 def test_qlora_refused_without_lora_and_packing_refused_for_pairs():
     for script, args in (
         ("finetune.py", ["--quantization_bit", "4"]),
         ("train_dpo.py", ["--packing", "true"]),
+        ("train_rm.py", ["--group_by_length", "true"]),  # TRL's pairs have no input_ids to measure
     ):
         result = run_script(PYTHON, f"scripts/{script}", *args, check=False)
         assert result.returncode != 0

@@ -34,7 +34,11 @@ def test_pair_is_the_sft_prompt_and_answer(tokenizer, template_name):
     assert pair["prompt_ids"] == encode_generation_prompt(template, tokenizer, MESSAGES)
     for answer, ids in (("7", pair["chosen_ids"]), ("Ten.", pair["rejected_ids"])):
         sft = encode_conversation(template, tokenizer, [*MESSAGES, {"role": "assistant", "content": answer}])
-        assert pair["prompt_ids"] + ids == sft["input_ids"]
+        # SFT may show untrained tokens after the last answer (chatml's closing newline); a pair stops at the
+        # answer's trained end
+        shown = len(pair["prompt_ids"]) + len(ids)
+        assert pair["prompt_ids"] + ids == sft["input_ids"][:shown]
+        assert all(label == -100 for label in sft["labels"][shown:])
         # the answer is exactly the last trained span of SFT, ending on eos
         trained = [t for t, label in zip(sft["input_ids"], sft["labels"], strict=True) if label != -100]
         assert trained[-len(ids) :] == ids

@@ -17,8 +17,10 @@ Rows (names for --only):
   trl_packing_flex_lora   the same with LoRA r=8 (alpha 16, dropout 0.05) on q,k,v,o,gate,up,down
   trainer_padded          transformers Trainer, DataCollatorForSeq2Seq padding, micro-batch 4 x 4, sdpa
   ours_full, ours_lora    scripts/finetune.py with the flags in OURS_FULL_FLAGS / OURS_LORA_FLAGS below
+  ours_full_compile       ours_full with torch_compile (OURS_FULL_COMPILE_FLAGS)
   fixed_trainer           every example exactly 2,048 tokens: plain Trainer, micro-batch 4 x 4, sdpa
   fixed_ours_full         the same data through finetune.py with FIXED_OURS_FLAGS
+  fixed_ours_compile      the same with torch_compile (FIXED_OURS_COMPILE_FLAGS)
   qlora7b_ours            Llama-2-7B shape (random, bf16, cached under --work), seq 1,024, finetune.py QLoRA
 One 10-minute call does not hold them all: a cold flex_attention compile alone is ~270 s. The inductor
 cache is shared by every row of one machine (while it stays warm), so only the first flex row compiles
@@ -32,7 +34,7 @@ cold; each row records `inductor_cache_warm`, and whole-run figures compare only
 
 Figures (the same formula for every row): real tokens = the Trainer's num_input_tokens_seen (non-padding);
 median-step tokens/s = real tokens / steps / median optimizer-step seconds; whole-run tokens/s = real tokens
-/ train_runtime (first step and compilation included); wall = the row's process, start to exit (for
+/ train_runtime (first step, compilation and the one checkpoint save at the last step included); wall = the row's process, start to exit (for
 finetune.py also tokenising and saving); peak = torch.cuda.max_memory_allocated of the row's process.
 """
 
@@ -69,6 +71,8 @@ OURS_LORA_FLAGS = ["--use_lora", "--lora_target_modules", '["all"]', "--lora_r",
                    "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1"]  # fmt: skip
 FIXED_OURS_FLAGS = ["--attn_implementation", "sdpa", "--use_liger_kernel", "true"]
 FIXED_OURS_CHUNKED_FLAGS = ["--attn_implementation", "sdpa", "--use_liger_kernel", "false"]  # our chunked loss
+FIXED_OURS_COMPILE_FLAGS = [*FIXED_OURS_FLAGS, "--torch_compile", "true"]
+OURS_FULL_COMPILE_FLAGS = [*OURS_FULL_FLAGS, "--torch_compile", "true"]
 QLORA7B_FLAGS = ["--use_lora", "--lora_target_modules", '["all"]', "--lora_r", "8",
                  "--quantization_bit", "4", "--quantization_type", "nf4", "--gradient_checkpointing", "true",
                  "--attn_implementation", "sdpa", "--learning_rate", "2e-4",
@@ -96,9 +100,11 @@ ROWS = {
     "trainer_padded": Row("mix", "full", "trainer"),
     "ours_full": Row("mix", "full", "ours", tuple(OURS_FULL_FLAGS)),
     "ours_lora": Row("mix", "lora", "ours", tuple(OURS_LORA_FLAGS)),
+    "ours_full_compile": Row("mix", "full", "ours", tuple(OURS_FULL_COMPILE_FLAGS)),
     "fixed_trainer": Row("fixed", "full", "trainer"),
     "fixed_ours_full": Row("fixed", "full", "ours", tuple(FIXED_OURS_FLAGS)),
     "fixed_ours_chunked": Row("fixed", "full", "ours", tuple(FIXED_OURS_CHUNKED_FLAGS)),
+    "fixed_ours_compile": Row("fixed", "full", "ours", tuple(FIXED_OURS_COMPILE_FLAGS)),
     "qlora7b_ours": Row("qlora7b", "qlora", "ours", tuple(QLORA7B_FLAGS), needs_cuda=True),
 }
 
@@ -204,10 +210,12 @@ def build_llama2_7b_shaped(path: Path, tokenizer_dir: Path, shape: dict[str, int
 
 # ---- rows run in a child of this script --------------------------------------------------------------
 def training_kwargs(spec: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """What every in-process row shares with finetune.py's defaults (cosine, 10 warm-up steps, seed 42)."""
+    """What every in-process row shares with finetune.py's defaults (cosine, 10 warm-up steps, seed 42). Like
+    finetune.py's rows, each saves one checkpoint, at its last step, inside train_runtime."""
     return dict(
         output_dir=str(run_dir), max_steps=spec["steps"], learning_rate=1e-5, lr_scheduler_type="cosine",
-        warmup_steps=10, logging_steps=1, save_strategy="no", report_to=[], seed=42, data_seed=42,
+        warmup_steps=10, logging_steps=1, save_strategy="steps", save_steps=spec["steps"], report_to=[],
+        seed=42, data_seed=42,
         bf16=spec["cuda"], use_cpu=not spec["cuda"], dataloader_pin_memory=spec["cuda"],
         include_num_input_tokens_seen="non_padding",
     )  # fmt: skip
@@ -524,6 +532,8 @@ def run_row(bench: Bench, name: str) -> dict[str, Any]:
             "cuda": bench.cuda, "attn": "flex_attention" if bench.cuda else "sdpa"}  # fmt: skip
     log = bench.out / f"{name}.log"
     code, wall = bench.child(name, spec, log, env)
+    for checkpoint in run_dir.glob("checkpoint-*"):  # 15 GB a full row; the disk holds few
+        shutil.rmtree(checkpoint)
     if code != 0:
         return base | {"status": failure_status(code), "wall_seconds": round(wall, 1),
                        "error": log_tail(log)}  # fmt: skip
