@@ -286,3 +286,45 @@ class RunSettings(Settings):
 
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@dataclasses.dataclass
+class OnPolicySettings(Settings):
+    """Sampling and the clipped policy update of the stages that learn from their own samples (PPO, GRPO)."""
+
+    reward_model: str | None = config_field(
+        None, "reward model folder written by scripts/train_rm.py (GRPO: used by the reward_model reward)"
+    )
+    max_prompt_len: int = config_field(256, "prompts longer than this many tokens are left out (counted)")
+    max_new_tokens: int = config_field(
+        128, "longest sampled answer (PPO: one cut here gets missing_eos_penalty)"
+    )
+    temperature: float = config_field(1.0, "sampling temperature of the rollouts (also used in the loss)")
+    kl_coef: float = config_field(
+        0.05, "weight of the per-token KL penalty against the reference policy (GRPO: 0 holds no reference)"
+    )
+    cliprange: float = config_field(0.2, "clip range of the policy ratio")
+
+    def check(self) -> None:
+        if self.max_prompt_len < 1 or self.max_new_tokens < 1:
+            raise ConfigError("max_prompt_len and max_new_tokens must be at least 1")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if self.kl_coef < 0 or self.cliprange <= 0:
+            raise ConfigError("kl_coef must be >= 0 and cliprange > 0")
+
+
+@dataclasses.dataclass
+class PreferenceLossSettings(Settings):
+    """The scale of a preference loss (DPO and its reference-free variants, KTO)."""
+
+    beta: float = config_field(
+        0.1,
+        "DPO (sigmoid/ipo/hinge) and KTO: strength of the tie to the reference policy (larger: closer to it); "
+        "orpo: weight lambda of the odds-ratio term; simpo: scale of the length-averaged log-probability margin",
+    )
+
+    def check(self) -> None:
+        if self.beta <= 0:
+            raise ConfigError(f"beta must be > 0, got {self.beta}")
+

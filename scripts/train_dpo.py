@@ -49,20 +49,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 
 from common.config import RUN_CONFIG_FILES, ConfigError, config_field, parse_config, stage_default  # noqa: E402
 from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
+from common.settings import PreferenceLossSettings  # noqa: E402
 from common.training import PreferenceTrainingConfig  # noqa: E402
 
 logger = logging.getLogger("train_dpo")
 
 
 @dataclasses.dataclass
-class DPOStageConfig(PreferenceTrainingConfig):
+class DPOStageConfig(PreferenceLossSettings, PreferenceTrainingConfig):
     output_dir: str = stage_default("trained_models/tiny-llama-dpo")
     learning_rate: float = stage_default(5e-6)  # DPO wants it small for full fine-tuning
-    beta: float = config_field(
-        0.1,
-        "sigmoid/ipo/hinge: strength of the tie to the reference policy (larger: closer to it); orpo: weight "
-        "lambda of the odds-ratio term; simpo: scale of the length-averaged log-probability margin",
-    )
     loss_type: str = config_field(
         "sigmoid", "sigmoid (DPO), ipo, hinge (against a reference); orpo or simpo (reference-free)"
     )
@@ -74,8 +70,6 @@ class DPOStageConfig(PreferenceTrainingConfig):
         choices = DPO_LOSS_TYPES + REFERENCE_FREE_LOSS_TYPES
         if self.loss_type not in choices:
             raise ConfigError(f"loss_type must be one of {', '.join(choices)}, got {self.loss_type!r}")
-        if self.beta <= 0:
-            raise ConfigError(f"beta must be > 0, got {self.beta}")
         if self.simpo_gamma < 0:
             raise ConfigError(f"simpo_gamma must be >= 0, got {self.simpo_gamma}")
 

@@ -12,7 +12,7 @@ Each optimizer step (`batch_size` counts completions, so it takes batch_size / n
      template's end marker, or is cut at max_new_tokens;
   2. score: each function named in `reward_funcs` scores each completion; the reward is their sum weighted by
      `reward_weights` (rules from common/rewards.py: exact_answer, answer_format, length_penalty; and
-     `reward_model`, the model of scripts/train_rm.py at `reward_model_path`, which reads prompt + completion
+     `reward_model`, the model of scripts/train_rm.py at `reward_model`, which reads prompt + completion
      ids as it was trained: right-padded, its score at the last token);
   3. advantages: within each prompt's group, (reward - group mean) / (group std + 1e-4), the std Bessel-corrected
      (scale_rewards group; batch: the batch's std; none: not divided) (common/rlhf.py: group_advantages);
@@ -64,6 +64,7 @@ from common.settings import (  # noqa: E402
     DataSourceSettings,
     LoraSettings,
     ModelSettings,
+    OnPolicySettings,
     RunSettings,
     TrainSettings,
 )
@@ -78,25 +79,15 @@ class GRPOSettings(Settings):
     reward_funcs: list[str] = config_field(
         ["exact_answer", "answer_format"],
         "rewards summed per completion: rules of common/rewards.py (exact_answer, answer_format, "
-        "length_penalty) and reward_model (the model at reward_model_path)",
+        "length_penalty) and reward_model (the model in the reward_model folder)",
     )
     reward_weights: list[float] | None = config_field(None, "one weight per reward_funcs entry (null: all 1)")
-    reward_model_path: str | None = config_field(
-        None, "reward model folder written by scripts/train_rm.py (for reward_model)"
-    )
     answer_pattern: str = config_field(
         DEFAULT_ANSWER_PATTERN,
         "regular expression of the required answer layout (answer_format); its group 1 is the answer "
         "exact_answer compares",
     )
     num_generations: int = config_field(8, "completions sampled per prompt (a group)")
-    max_prompt_len: int = config_field(256, "prompts longer than this many tokens are left out (counted)")
-    max_new_tokens: int = config_field(128, "longest completion")
-    temperature: float = config_field(1.0, "sampling temperature (also used in the loss)")
-    kl_coef: float = config_field(
-        0.0, "weight of the per-token KL to the reference in the loss (0: no reference is held)"
-    )
-    cliprange: float = config_field(0.2, "clip range of the policy ratio")
     num_iterations: int = config_field(1, "update passes over each batch of rollouts")
     scale_rewards: str = config_field(
         "group", "divide advantages by the group's reward std (group), the batch's (batch), or not (none)"
@@ -126,9 +117,9 @@ class GRPOSettings(Settings):
         if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
             raise ConfigError(f"reward_weights has {len(self.reward_weights)} entries for "
                               f"{len(self.reward_funcs)} reward_funcs")  # fmt: skip
-        if ("reward_model" in self.reward_funcs) != bool(self.reward_model_path):
+        if ("reward_model" in self.reward_funcs) != bool(self.reward_model):
             raise ConfigError(
-                "reward_model in reward_funcs and reward_model_path go together: name both or neither"
+                "reward_model in reward_funcs and the reward_model folder go together: name both or neither"
             )
         if self.num_generations < 2:
             raise ConfigError(
@@ -157,6 +148,7 @@ class GRPOSettings(Settings):
 @dataclasses.dataclass
 class GRPOStageConfig(
     GRPOSettings,
+    OnPolicySettings,
     RunSettings,
     LoraSettings,
     TrainSettings,
@@ -164,6 +156,7 @@ class GRPOStageConfig(
     AdapterStartSettings,
     ModelSettings,
 ):
+    kl_coef: float = stage_default(0.0)  # TRL's default: no reference model is held
     data_path: str = stage_default("data_dir/sample_math.json")
     batch_size: int = stage_default(16)
     per_device_train_batch_size: int = stage_default(8)
@@ -298,7 +291,7 @@ def build_rewards(config: GRPOStageConfig, precision: str) -> list[Any]:
     rewards = []
     for name in config.reward_funcs:
         if name == "reward_model":
-            rewards.append(RewardModelScore(config.reward_model_path, torch_dtype(precision)))
+            rewards.append(RewardModelScore(config.reward_model, torch_dtype(precision)))
         else:
             rewards += build_rule_rewards([name], config.answer_pattern, config.max_new_tokens)
     return rewards
@@ -461,7 +454,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     # The run record, W&B, and the guard: checkpoint manifests, SIGTERM/SIGINT stop, save errors.
     guard = start_trainer_run(output_dir, resolved, "grpo_config.json", data_files, config, checkpoint,
-                              [config.model_name_or_path, config.adapter_name_or_path, config.reward_model_path])  # fmt: skip
+                              [config.model_name_or_path, config.adapter_name_or_path, config.reward_model])  # fmt: skip
     trainer = template_grpo_trainer()(
         model=model,
         reward_funcs=rewards,

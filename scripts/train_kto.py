@@ -44,22 +44,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 
 from common.config import RUN_CONFIG_FILES, ConfigError, config_field, parse_config, stage_default  # noqa: E402
 from common.runs import run_as_script, setup_logging  # noqa: E402
+from common.settings import PreferenceLossSettings  # noqa: E402
 from common.training import PreferenceTrainingConfig  # noqa: E402
 
 logger = logging.getLogger("train_kto")
 
 
 @dataclasses.dataclass
-class KTOStageConfig(PreferenceTrainingConfig):
+class KTOStageConfig(PreferenceLossSettings, PreferenceTrainingConfig):
     output_dir: str = stage_default("trained_models/tiny-llama-kto")
     learning_rate: float = stage_default(5e-6)
-    beta: float = config_field(0.1, "strength of the tie to the reference policy (larger: closer to it)")
     desirable_weight: float = config_field(1.0, "weight of the desirable examples' loss")
     undesirable_weight: float = config_field(1.0, "weight of the undesirable examples' loss")
 
     def check(self) -> None:
-        if self.beta <= 0:
-            raise ConfigError(f"beta must be > 0, got {self.beta}")
         if self.desirable_weight <= 0 or self.undesirable_weight <= 0:
             raise ConfigError("desirable_weight and undesirable_weight must be > 0")
         if self.per_device_train_batch_size < 2:

@@ -68,6 +68,7 @@ from common.settings import (  # noqa: E402
     DataSourceSettings,
     LoraSettings,
     ModelSettings,
+    OnPolicySettings,
     OptimSettings,
     RunSettings,
 )
@@ -77,21 +78,13 @@ logger = logging.getLogger("train_ppo")
 
 @dataclasses.dataclass
 class PPOSettings(Settings):
-    reward_model: str = config_field(
-        "trained_models/tiny-llama-rm", "reward model folder written by scripts/train_rm.py"
-    )
-    max_prompt_len: int = config_field(256, "prompts longer than this many tokens are left out (counted)")
-    max_new_tokens: int = config_field(128, "longest response; one cut here gets missing_eos_penalty")
-    temperature: float = config_field(1.0, "sampling temperature of the rollouts (also used in the loss)")
     # Batches and steps
     rollout_batch_size: int = config_field(16, "prompts per PPO step on each device")
     mini_batch_size: int = config_field(4, "rollouts per forward/backward pass in the update")
     ppo_epochs: int = config_field(4, "passes over each batch of rollouts")
     # PPO
-    kl_coef: float = config_field(0.05, "weight of the per-token KL penalty against the reference policy")
     gamma: float = config_field(1.0, "discount of GAE")
     lam: float = config_field(0.95, "lambda of GAE")
-    cliprange: float = config_field(0.2, "clip range of the policy ratio")
     cliprange_value: float = config_field(0.2, "clip range of the value update")
     vf_coef: float = config_field(0.1, "weight of the value loss")
     whiten_rewards: bool = config_field(
@@ -105,9 +98,10 @@ class PPOSettings(Settings):
 
 
 @dataclasses.dataclass
-class PPOConfig(PPOSettings, RunSettings, LoraSettings, OptimSettings, DataSourceSettings, AdapterStartSettings,
-                ModelSettings):  # fmt: skip
+class PPOConfig(PPOSettings, OnPolicySettings, RunSettings, LoraSettings, OptimSettings, DataSourceSettings,
+                AdapterStartSettings, ModelSettings):  # fmt: skip
     # The shared keys PPO starts from other values of
+    reward_model: str = stage_default("trained_models/tiny-llama-rm")
     gradient_accumulation_steps: int | None = stage_default(1)
     lr_scheduler_type: str = stage_default("constant")
     logging_steps: int = stage_default(1)
@@ -129,8 +123,6 @@ class PPOConfig(PPOSettings, RunSettings, LoraSettings, OptimSettings, DataSourc
         if self.rollout_batch_size % update:
             raise ConfigError(f"rollout_batch_size ({self.rollout_batch_size}) must be a multiple of "
                               f"mini_batch_size x gradient_accumulation_steps ({update})")  # fmt: skip
-        if self.temperature <= 0:
-            raise ConfigError("temperature must be > 0 (PPO needs sampled rollouts)")
         if self.deepspeed:
             stage = json.loads(Path(self.deepspeed).read_text()).get("zero_optimization", {}).get("stage", 0)
             if stage == 3:

@@ -97,7 +97,7 @@ class Pipeline:
         import scripts.train_grpo as train_grpo  # in this process: the imports are already paid
 
         return train_grpo.main(["--model_name_or_path", str(self("sft")), "--reward_funcs", "reward_model",
-                                "--reward_model_path", str(self("rm")), "--data_path",
+                                "--reward_model", str(self("rm")), "--data_path",
                                 str(self.data["pairs"]), "--output_dir", str(out), "--use_lora", "true",
                                 "--lora_target_modules", "all", "--num_generations", "8", "--max_new_tokens", "12",
                                 "--batch_size", "16", "--per_device_train_batch_size", "16", "--max_steps", "6",

@@ -150,7 +150,7 @@ def test_bad_settings_are_one_line(tmp_path):
     assert "no_such_rule" in line and "length_penalty" in line
     result = run_script(PYTHON, "scripts/train_grpo.py", "--reward_funcs", "reward_model",
                         "--output_dir", str(tmp_path / "b"), check=False)  # fmt: skip
-    assert "reward_model_path" in result.stderr and "Traceback" not in result.stderr
+    assert "reward_model folder" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
