@@ -13,8 +13,8 @@
    save a complete checkpoint and exit 143 / 130 (`StopSignals`, `stop_and_exit`).
 
 Trainer-based scripts get 3 and 4 from `TrainerRunGuard(output_dir, checkpoint)`: its `callbacks` go into
-the Trainer, `guard.train(trainer)` replaces `trainer.train(...)`, `guard.whole_run_metrics(...)` gives the
-loss and token totals over every resumed session.
+the Trainer, `guard.train(trainer)` replaces `trainer.train(...)`, `guard.record_train_metrics(...)` writes
+the loss and token totals over every resumed session with the session's speed.
 
 A loop without the Trainer (scripts/train_ppo.py) calls, in this order: `prepare_run_dir(config)`;
 `run_id = write_run_record(..., checkpoint=checkpoint)`; `last_complete_checkpoint(output_dir, run_id)` when it
@@ -702,6 +702,15 @@ class StopSignals:
     def requested(self) -> bool:
         return self.signum is not None
 
+    def requested_on_any_rank(self, device: Any = None) -> bool:
+        """Whether any rank has a stop signal, the same answer on every rank (all must stop after the same step,
+        or the next collective hangs). A signal is only ever recorded here, never cleared: one whose handler
+        runs during the all-reduce (right at the end of a step) is not overwritten and stops the next step."""
+        received = signal_on_any_rank(self.signum, device)
+        if received is not None and self.signum is None:
+            self.signum = received
+        return received is not None
+
     @property
     def name(self) -> str:
         return signal.Signals(self.signum).name if self.signum else "no signal"
@@ -812,8 +821,7 @@ def signal_stop_callback() -> Any:
             self.signals.install()
 
         def on_step_end(self, args, state, control, **kwargs):
-            self.signals.signum = signal_on_any_rank(self.signals.signum, args.device)
-            if not self.signals.requested or self.stopped_at_step is not None:
+            if not self.signals.requested_on_any_rank(args.device) or self.stopped_at_step is not None:
                 return
             control.should_save = control.should_training_stop = control.should_log = True
             # A pre-emption notice leaves seconds, not an evaluation's minutes.
@@ -874,18 +882,17 @@ def whole_run_metrics(state: Any, start: ResumePoint, metrics: dict[str, Any]) -
 
 
 class TrainerRunGuard:
-    """What a Trainer-based script adds to its run: `callbacks` for the Trainer (signal stop, checkpoint
-    manifest), `train(trainer)` in place of `trainer.train(...)`, `whole_run_metrics(state, metrics)`."""
+    """What a Trainer-based script adds to its run: `callbacks` for the Trainer (step timer, signal stop,
+    checkpoint manifest), `train(trainer)` in place of `trainer.train(...)`, `record_train_metrics(...)`."""
 
     def __init__(self, output_dir: str | Path, checkpoint: str | Path | None) -> None:
         self.output_dir, self.checkpoint = Path(output_dir), checkpoint
         self.start = ResumePoint.of(checkpoint)
         self.stop = signal_stop_callback()
         self.manifest = checkpoint_manifest_callback(output_dir, checkpoint)
-        self.callbacks = [
-            self.stop,
-            self.manifest,
-        ]  # the stop first: its should_save reaches the manifest's pending
+        self.step_timer = step_timer_callback()
+        # the stop before the manifest: its should_save reaches the manifest's pending
+        self.callbacks = [self.step_timer, self.stop, self.manifest]
 
     def train(self, trainer: Any) -> Any:
         """trainer.train from the resolved checkpoint. A failed write becomes one RunError; after SIGTERM or
@@ -922,8 +929,38 @@ class TrainerRunGuard:
             stop_and_exit(self.stop.signals, self.stop.stopped_at_step, self.stop.checkpoint)
         return result
 
-    def whole_run_metrics(self, state: Any, metrics: dict[str, Any]) -> dict[str, Any]:
-        return whole_run_metrics(state, self.start, metrics)
+    def record_train_metrics(self, trainer: Any, train_result: Any) -> dict[str, Any]:
+        """train() metrics with the whole run's totals across resumes, this session's speed and the peak GPU
+        memory; logged, written to train_results.json / all_results.json, and returned."""
+        metrics = dict(train_result.metrics)
+        metrics |= whole_run_metrics(trainer.state, self.start, metrics)
+        metrics |= throughput_metrics(metrics.get("num_input_tokens_seen_this_session", 0), metrics["train_runtime"],
+                                      self.step_timer.durations)  # fmt: skip
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        return metrics
+
+
+def throughput_metrics(session_tokens: int, runtime: float, step_seconds: Sequence[float]) -> dict[str, float]:
+    """Speed and memory of this session: the median and first optimizer step's time (compilation shows in the
+    first), real (non-padding) tokens per second over the session and over the median step where the Trainer
+    counts tokens (`session_tokens`: this session's count; a resume counts only its own), and peak GPU memory."""
+    import statistics
+
+    import torch
+
+    metrics: dict[str, float] = {}
+    if step_seconds:
+        median = statistics.median(step_seconds)
+        metrics |= {"train_step_seconds_median": median, "train_first_step_seconds": step_seconds[0]}
+        if session_tokens:
+            metrics["train_tokens_per_second_median_step"] = session_tokens / len(step_seconds) / median
+    if session_tokens:
+        metrics |= {"train_real_tokens": session_tokens,
+                    "train_tokens_per_second": session_tokens / max(runtime, 1e-9)}  # fmt: skip
+    if torch.cuda.is_available():
+        metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return metrics
 
 
 def start_trainer_run(

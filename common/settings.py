@@ -277,6 +277,18 @@ class RunSettings(Settings):
             raise ConfigError("quantization_bit (QLoRA) under DeepSpeed is not supported here: train QLoRA "
                               "with torchrun or on one GPU, or drop quantization_bit")  # fmt: skip
 
+    def zero_stage(self) -> int:
+        """The ZeRO stage of the `deepspeed` config (0 without one); an unreadable config is one error."""
+        if not self.deepspeed:
+            return 0
+        import json
+        from pathlib import Path
+
+        try:
+            return int(json.loads(Path(self.deepspeed).read_text()).get("zero_optimization", {}).get("stage", 0))
+        except (OSError, ValueError, AttributeError) as err:
+            raise ConfigError(f"cannot read the DeepSpeed config {self.deepspeed}: {err}") from None
+
     def resolved_precision(self) -> str:
         """bf16/fp16/fp32 for this machine: BELLE's fp16/bf16 flags win, then `precision`."""
         from common.modeling import pick_precision

@@ -203,31 +203,6 @@ def causal_lm_trainer_class() -> Any:
     return CausalLMTrainer
 
 
-def throughput_metrics(session_tokens: int, runtime: float, step_timer: Any) -> dict[str, float]:
-    """Speed and memory of this session: real (non-padding) tokens per second over the whole session and over
-    the median step, the first step's time (compilation shows there), and peak GPU memory. `session_tokens` is
-    this session's count (whole_run_metrics' num_input_tokens_seen_this_session: a resume counts only its own)."""
-    import statistics
-
-    import torch
-
-    metrics = {
-        "train_real_tokens": session_tokens,
-        "train_tokens_per_second": session_tokens / max(runtime, 1e-9),
-    }
-    durations = step_timer.durations
-    if durations:
-        median = statistics.median(durations)
-        metrics |= {
-            "train_step_seconds_median": median,
-            "train_first_step_seconds": durations[0],
-            "train_tokens_per_second_median_step": session_tokens / len(durations) / median,
-        }
-    if torch.cuda.is_available():
-        metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    return metrics
-
-
 def split_pairs(pairs: Any, data: DataSettings, seed: int) -> tuple[Any, Any]:
     """(train, held-out) datasets of tokenised pairs, the held-out part seeded and capped as in SFT."""
     from common.data import split_train_dev

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 
 from common.config import RUN_CONFIG_FILES, ConfigError, config_field, parse_config, stage_default  # noqa: E402
 from common.data import DataError, split_train_dev  # noqa: E402
-from common.runs import prepare_run_dir, run_as_script, setup_logging, start_trainer_run, step_timer_callback  # noqa: E402
+from common.runs import prepare_run_dir, run_as_script, setup_logging, start_trainer_run  # noqa: E402
 from common.settings import DataSettings, LoraSettings, ModelSettings, RunSettings, TrainSettings  # noqa: E402
 
 logger = logging.getLogger("finetune")
@@ -76,7 +76,6 @@ def main(argv: list[str] | None = None) -> Path:
         liger_arguments,
         lora_config,
         resolved_settings,
-        throughput_metrics,
         trainer_arguments,
     )
 
@@ -179,19 +178,14 @@ def main(argv: list[str] | None = None) -> Path:
         eval_dataset=dev_examples if len(dev_examples) else None,
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[step_timer := step_timer_callback(), *guard.callbacks],
+        callbacks=guard.callbacks,
     )
     train_result = guard.train(trainer)  # SIGTERM/SIGINT: exits 143/130 here, after saving a checkpoint
 
     # ---- Save ---------------------------------------------------------------------------------
     trainer.save_model(str(output_dir))  # the adapter alone for LoRA; the full model otherwise
     trainer.save_state()
-    metrics = dict(train_result.metrics)
-    metrics |= guard.whole_run_metrics(trainer.state, metrics)  # loss and tokens over every resumed session
-    metrics |= throughput_metrics(metrics.get("num_input_tokens_seen_this_session", 0), metrics["train_runtime"],
-                                  step_timer)  # fmt: skip
-    trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
+    guard.record_train_metrics(trainer, train_result)  # loss and tokens over every resumed session, speed
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(output_dir))
         from common.report import plot_loss

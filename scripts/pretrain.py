@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 
 from common.config import ConfigError, config_field, parse_config, stage_default  # noqa: E402
 from common.data import DataError  # noqa: E402
-from common.runs import prepare_run_dir, run_as_script, setup_logging, start_trainer_run, step_timer_callback  # noqa: E402
+from common.runs import prepare_run_dir, run_as_script, setup_logging, start_trainer_run  # noqa: E402
 from common.settings import LoraSettings, ModelSettings, RegistrySettings, RunSettings, TrainSettings  # noqa: E402
 
 logger = logging.getLogger("pretrain")
@@ -163,7 +163,6 @@ def main(argv: list[str] | None = None) -> Path:
         liger_arguments,
         lora_config,
         resolved_settings,
-        throughput_metrics,
         trainer_arguments,
     )
 
@@ -257,7 +256,7 @@ def main(argv: list[str] | None = None) -> Path:
                               checkpoint, [config.model_name_or_path, config.tokenizer_name_or_path])  # fmt: skip
     trainer = causal_lm_trainer_class()(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                                         data_collator=collator, processing_class=tokenizer,
-                                        callbacks=[step_timer := step_timer_callback(), *guard.callbacks])  # fmt: skip
+                                        callbacks=guard.callbacks)  # fmt: skip
     results: dict[str, float] = {}
     if len(eval_set) and config.eval_before_training:
         results |= plain_perplexity(model, eval_set, config.per_device_eval_batch_size, "before")
@@ -266,16 +265,11 @@ def main(argv: list[str] | None = None) -> Path:
         results |= perplexity(trainer, eval_set, "after")
 
     # ---- Save ---------------------------------------------------------------------------------
-    metrics = dict(train_result.metrics)
-    metrics |= guard.whole_run_metrics(trainer.state, metrics)  # loss and tokens over every resumed session
-    metrics |= throughput_metrics(metrics.get("num_input_tokens_seen_this_session", 0), metrics["train_runtime"],
-                                  step_timer)  # fmt: skip
+    metrics = guard.record_train_metrics(trainer, train_result)  # loss and tokens over every resumed session
     if use_gpu:
         # Every rank prints its own peak (log_metrics shows rank 0 only); ZeRO-2 shards differ per rank.
         print(f"rank {os.environ.get('RANK', '0')}: peak GPU memory {metrics['peak_gpu_memory_gib']:.3f} GiB, "
               f"{metrics['train_tokens_per_second']:.0f} tokens/s on this rank", flush=True)  # fmt: skip
-    trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
     final_dir = output_dir / "pt_lora_model" if config.use_lora else output_dir
     trainer.save_model(str(final_dir))
     trainer.save_state()

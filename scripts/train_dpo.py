@@ -190,7 +190,6 @@ def main(argv: list[str] | None = None) -> Path:
     setup_logging()
     # ---- Config -------------------------------------------------------------------------------
     config = parse_config(DPOStageConfig, argv, description=__doc__, config_file_flags=RUN_CONFIG_FILES)
-    import torch
     from transformers import set_seed
     from trl import DPOConfig
 
@@ -264,12 +263,7 @@ def main(argv: list[str] | None = None) -> Path:
         # (adapter_name_or_path), and beside the policy it would read as a second result.
         shutil.rmtree(output_dir / "ref")
     trainer.save_state()
-    metrics = dict(train_result.metrics)
-    metrics |= guard.whole_run_metrics(trainer.state, metrics)  # loss and tokens over every resumed session
-    if torch.cuda.is_available():
-        metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
+    guard.record_train_metrics(trainer, train_result)  # loss and tokens over every resumed session
 
     # ---- Evaluate -----------------------------------------------------------------------------
     if len(dev_pairs):

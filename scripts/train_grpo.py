@@ -185,15 +185,8 @@ class GRPOStageConfig(
         if self.quantization_bit and self.adapter_name_or_path:
             raise ConfigError("quantization_bit with adapter_name_or_path: merge the SFT adapter first "
                               "(scripts/merge_lora.py), then train a new QLoRA adapter on the merged model")  # fmt: skip
-        if self.deepspeed:
-            try:
-                zero = json.loads(Path(self.deepspeed).read_text()).get("zero_optimization", {})
-            except (OSError, ValueError) as err:
-                raise ConfigError(f"cannot read the DeepSpeed config {self.deepspeed}: {err}") from None
-            if zero.get("stage", 0) == 3:
-                raise ConfigError(
-                    "ZeRO-3 shards the weights that generate() needs whole; use ZeRO-2 for GRPO"
-                )
+        if self.zero_stage() == 3:
+            raise ConfigError("ZeRO-3 shards the weights that generate() needs whole; use ZeRO-2 for GRPO")
 
 
 # ---- Data ------------------------------------------------------------------------------------------
@@ -400,7 +393,6 @@ def main(argv: list[str] | None = None) -> Path:
 
     output_dir, checkpoint = prepare_run_dir(config)
 
-    import torch
     from transformers import set_seed
     from trl import GRPOConfig
 
@@ -482,12 +474,7 @@ def main(argv: list[str] | None = None) -> Path:
 
         shutil.rmtree(output_dir / "ref")  # TRL's frozen copy of the starting SFT adapter, not a result
     trainer.save_state()
-    metrics = dict(train_result.metrics)
-    metrics |= guard.whole_run_metrics(trainer.state, metrics)
-    if torch.cuda.is_available():
-        metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
+    guard.record_train_metrics(trainer, train_result)  # loss and tokens over every resumed session
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(output_dir))
         log_config_to_wandb(config.report_to, resolved)

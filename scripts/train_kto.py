@@ -161,7 +161,6 @@ def main(argv: list[str] | None = None) -> Path:
 
     output_dir, checkpoint = prepare_run_dir(config)
 
-    import torch
     from transformers import set_seed
     from trl import KTOConfig
 
@@ -216,12 +215,7 @@ def main(argv: list[str] | None = None) -> Path:
     if trainer.is_world_process_zero() and "ref" in getattr(trainer.model, "peft_config", {}):
         shutil.rmtree(output_dir / "ref")  # TRL's frozen copy of the starting SFT adapter, not a result
     trainer.save_state()
-    metrics = dict(train_result.metrics)
-    metrics |= guard.whole_run_metrics(trainer.state, metrics)  # loss and tokens over every resumed session
-    if torch.cuda.is_available():
-        metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
+    guard.record_train_metrics(trainer, train_result)  # loss and tokens over every resumed session
 
     # ---- Evaluate -----------------------------------------------------------------------------
     if len(dev):

@@ -123,10 +123,8 @@ class PPOConfig(PPOSettings, OnPolicySettings, RunSettings, LoraSettings, OptimS
         if self.rollout_batch_size % update:
             raise ConfigError(f"rollout_batch_size ({self.rollout_batch_size}) must be a multiple of "
                               f"mini_batch_size x gradient_accumulation_steps ({update})")  # fmt: skip
-        if self.deepspeed:
-            stage = json.loads(Path(self.deepspeed).read_text()).get("zero_optimization", {}).get("stage", 0)
-            if stage == 3:
-                raise ConfigError("ZeRO-3 shards the weights that generate() needs whole; use ZeRO-2 for PPO")
+        if self.zero_stage() == 3:
+            raise ConfigError("ZeRO-3 shards the weights that generate() needs whole; use ZeRO-2 for PPO")
 
 
 def load_prompts(config: PPOConfig, tokenizer: Any) -> tuple[list[list[int]], list[str]]:
@@ -673,10 +671,7 @@ def log_step(run: PPORun, stats: dict[str, float], progress: Any) -> None:
 
 def stop_requested(accelerator: Any, signals: Any) -> bool:
     """Whether any process got SIGTERM/SIGINT: all stop after the same step, or the collectives would hang."""
-    from common.runs import signal_on_any_rank
-
-    signals.signum = signal_on_any_rank(signals.signum, accelerator.device)
-    return signals.requested
+    return signals.requested_on_any_rank(accelerator.device)
 
 
 def train(run: PPORun, start_step: int, signals: Any) -> Path | None:

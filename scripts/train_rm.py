@@ -26,7 +26,6 @@ ZeRO-3 that process holds only its shard (a LoRA run then saved empty embedding 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
@@ -52,14 +51,9 @@ class RewardModelConfig(PreferenceTrainingConfig):
             raise ConfigError(
                 f"center_rewards_coefficient must be >= 0 (or null), got {self.center_rewards_coefficient}"
             )
-        if self.deepspeed:
-            try:
-                zero = json.loads(Path(self.deepspeed).read_text()).get("zero_optimization", {})
-            except (OSError, ValueError) as err:
-                raise ConfigError(f"cannot read the DeepSpeed config {self.deepspeed}: {err}") from None
-            if zero.get("stage", 0) == 3:
-                raise ConfigError("ZeRO-3 shards the weights that the reward model is merged and saved "
-                                  "from at the end; use ZeRO-2 (run_config/deepspeed_config.json)")  # fmt: skip
+        if self.zero_stage() == 3:
+            raise ConfigError("ZeRO-3 shards the weights that the reward model is merged and saved "
+                              "from at the end; use ZeRO-2 (run_config/deepspeed_config.json)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -71,7 +65,6 @@ def main(argv: list[str] | None = None) -> Path:
 
     output_dir, checkpoint = prepare_run_dir(config)
 
-    import torch
     from transformers import AutoModelForSequenceClassification, set_seed
     from trl import RewardConfig, RewardTrainer
 
@@ -147,12 +140,7 @@ def main(argv: list[str] | None = None) -> Path:
         "trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total
     )
     train_result = guard.train(trainer)  # SIGTERM/SIGINT: exits 143/130 here, after saving a checkpoint
-    metrics = dict(train_result.metrics)
-    metrics |= guard.whole_run_metrics(trainer.state, metrics)  # loss and tokens over every resumed session
-    if torch.cuda.is_available():
-        metrics["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
+    guard.record_train_metrics(trainer, train_result)  # loss and tokens over every resumed session
     trainer.save_state()
 
     # ---- Evaluate -----------------------------------------------------------------------------

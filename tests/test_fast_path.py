@@ -49,6 +49,12 @@ def test_packed_sft_sees_every_real_token_once_per_epoch(tmp_path, tiny_llama):
     assert "packing:" in result.stderr and rows < len(examples) / 2  # several examples a row
     metrics = json.loads((out / "train_results.json").read_text())
     assert metrics["num_input_tokens_seen"] == real_tokens  # no padding counted, nothing seen twice
+    steps = json.loads((out / "trainer_state.json").read_text())["global_step"]
+    assert metrics["train_real_tokens"] == real_tokens
+    assert metrics["train_tokens_per_second"] == pytest.approx(real_tokens / metrics["train_runtime"])
+    assert metrics["train_tokens_per_second_median_step"] == pytest.approx(
+        real_tokens / steps / metrics["train_step_seconds_median"]
+    )
     losses = logged_losses(out)
     assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.3, losses
 

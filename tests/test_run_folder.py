@@ -184,6 +184,25 @@ def test_stop_signals_only_set_a_flag_and_a_second_signal_gets_the_earlier_handl
         signal.signal(signal.SIGTERM, earlier)
 
 
+def test_a_signal_arriving_during_the_stop_check_is_kept_for_the_next_step(monkeypatch):
+    """The handler can run while the per-step check is all-reducing the flag (the check comes right after the
+    step's log line, when a scheduler's or the test's signal lands): that step's answer is the reduced one,
+    the same on every rank, and the signal stops the next step instead of being overwritten."""
+    def all_reduce_during_which_sigterm_arrives(signum, device=None):
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, after the flag was read
+        return signum
+
+    signals = runs.StopSignals()
+    signals.install()
+    try:
+        monkeypatch.setattr(runs, "signal_on_any_rank", all_reduce_during_which_sigterm_arrives)
+        assert signals.requested_on_any_rank() is False
+        monkeypatch.setattr(runs, "signal_on_any_rank", lambda signum, device=None: signum)
+        assert signals.requested_on_any_rank() is True and signals.name == "SIGTERM"
+    finally:
+        signals.restore()
+
+
 def test_whole_run_loss_and_tokens_join_the_sessions(tmp_path):
     checkpoint = tmp_path / "checkpoint-4"
     checkpoint.mkdir()
