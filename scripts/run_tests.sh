@@ -7,6 +7,9 @@ bash scripts/setup_env.sh
 # shellcheck disable=SC1091
 . "${VENV:-.venv}/bin/activate"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false WANDB_MODE=offline
+# One compute thread per process: two workers on two cores already fill the machine, and torch's OpenMP
+# threads spinning against each other made tiny-model runs many times slower under that load.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 ruff check .
 # Two workers (the CI machine has 2 cores), each running whole test files: a file's module fixtures and its
 # launcher runs (torchrun, deepspeed on their default port) stay on one worker. PYTEST_WORKERS=0 runs serially.
