@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,18 @@ def run_script(*args: str, cwd: Path = REPO, env: dict | None = None, check: boo
             f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
         )
     return result
+
+
+def kill_when(command: list[str], marker: Path, timeout: float = 300) -> int:
+    """Run `command` from the repo root and SIGKILL it the moment `marker` exists (a node lost, the OOM
+    killer): nothing of the process runs after that. Returns its exit status (-9)."""
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while not marker.is_file() and process.poll() is None:
+        assert time.monotonic() < deadline, f"{marker} never appeared"
+        time.sleep(0.01)
+    process.kill()
+    return process.wait(timeout=60)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ import pytest
 
 from common import runs
 from common.runs import RunError
-from conftest import PYTHON, REPO, run_script
+from conftest import PYTHON, REPO, kill_when, run_script
 
 # ---- Unit tests on fake folders -------------------------------------------------------------------
 
@@ -340,6 +340,18 @@ def test_a_planted_pickle_in_a_checkpoint_never_runs(tmp_path, tiny_llama, strai
     assert f"error: refusing to resume from {out / 'checkpoint-4'}: a file there holds more than tensors" in (
         result.stderr
     )
+
+
+def test_sigkill_mid_run_and_the_resume_equals_the_uninterrupted_run(tmp_path, tiny_llama, straight_run):
+    out = tmp_path / "run"
+    command = finetune_args(tiny_llama, out)
+    assert kill_when(command, out / "checkpoint-2" / "checkpoint_manifest.json") == -signal.SIGKILL
+    assert not (out / "model.safetensors").exists()
+
+    resumed = run_script(*command, "--resume_from_checkpoint", "true")
+    resumed_at = int(resumed.stderr.split(f"resuming from {out / 'checkpoint-'}")[1].split()[0])
+    assert resumed_at >= 2  # checkpoint-2, or a later one the run finished saving before the kill landed
+    assert_bitwise_equal(final_weights(out), final_weights(straight_run))
 
 
 def test_rotation_keeps_only_finished_checkpoints_of_this_run_and_never_a_users_folder(

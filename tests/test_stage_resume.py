@@ -1,8 +1,8 @@
 """Pre-training, reward modelling and DPO share finetune.py's run folder (common/runs.py): SIGTERM mid-run
-finishes the step, saves a complete checkpoint and exits 143; a damaged newest checkpoint is skipped with a
-line saying why; either way the resume ends with exactly the weights of the uninterrupted run. (finetune.py,
-with overwrite: tests/test_run_folder.py; PPO's own loop: tests/test_train_ppo.py.) A run killed outright
-(SIGKILL) leaves the same kind of folder as the damaged one here: its newest save unfinished."""
+finishes the step, saves a complete checkpoint and exits 143; SIGKILL stops the run wherever it is; a damaged
+newest checkpoint is skipped with a line saying why; in every case the resume ends with exactly the weights
+of the uninterrupted run. (finetune.py, with overwrite: tests/test_run_folder.py; PPO's own loop:
+tests/test_train_ppo.py.)"""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import PYTHON, REPO, run_script
+from conftest import PYTHON, REPO, kill_when, run_script
 
 STAGES = ["pretrain", "rm", "dpo"]
 STEPS = ["--max_steps", "4", "--save_steps", "1", "--save_total_limit", "null", "--logging_steps", "1",
@@ -96,3 +96,17 @@ def test_sigterm_saves_a_checkpoint_and_the_resume_equals_the_uninterrupted_run(
     result = run_script(PYTHON, *stage_args(stage, tiny_llama, out), "--resume_from_checkpoint", "true")
     assert f"resuming from {out / f'checkpoint-{step}'}" in result.stderr
     assert_bitwise_equal(final_weights(out), final_weights(reference))
+
+
+def test_sigkill_mid_run_and_the_resume_equals_the_uninterrupted_run(tmp_path, tiny_llama, straight):
+    stage, reference = straight
+    out = tmp_path / "run"
+    command = [PYTHON, *stage_args(stage, tiny_llama, out)]
+    assert kill_when(command, out / "checkpoint-2" / "checkpoint_manifest.json") == -signal.SIGKILL
+    assert not (out / "model.safetensors").exists()  # killed before the end
+
+    result = run_script(*command, "--resume_from_checkpoint", "true")
+    resumed_at = int(result.stderr.split(f"resuming from {out / 'checkpoint-'}")[1].split()[0])
+    assert resumed_at >= 2  # checkpoint-2, or a later one the run finished saving before the kill landed
+    assert_bitwise_equal(final_weights(out), final_weights(reference))
+

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import PYTHON, REPO, run_script
+from conftest import PYTHON, REPO, kill_when, run_script
 
 sys.path.insert(0, str(REPO / "scripts"))
 import train_ppo  # noqa: E402
@@ -231,6 +231,23 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(uninterrupted, tiny_llama, ran
     assert not (out / "adapter_model.safetensors").exists()  # an unfinished run writes no final policy
 
     ppo(*args, "--resume_from_checkpoint", "true")
+    assert_same_run(uninterrupted, out)
+
+
+def test_sigkill_mid_run_and_the_resume_equals_the_uninterrupted_run(
+    uninterrupted, tiny_llama, random_reward_model, tmp_path
+):
+    import signal
+
+    out = tmp_path / "killed"
+    args = [*resume_args(tiny_llama, random_reward_model), "--output_dir", str(out)]
+    command = [PYTHON, "scripts/train_ppo.py", *args]
+    assert kill_when(command, out / "checkpoint-2" / "checkpoint_manifest.json") == -signal.SIGKILL
+    assert not (out / "adapter_model.safetensors").exists()
+
+    result = ppo(*args, "--resume_from_checkpoint", "true")
+    resumed_at = int(result.stderr.split(" at PPO step ")[1].split()[0])
+    assert resumed_at >= 2  # checkpoint-2, or a later one the run finished saving before the kill landed
     assert_same_run(uninterrupted, out)
 
 
