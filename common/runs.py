@@ -749,7 +749,9 @@ def _barrier() -> None:
         torch.distributed.barrier()
 
 
-def checkpoint_manifest_callback(output_dir: str | Path, resumed_from: str | Path | None = None) -> Any:
+def checkpoint_manifest_callback(
+    output_dir: str | Path, resumed_from: str | Path | None = None, start: ResumePoint | None = None
+) -> Any:
     """A Trainer callback that writes `checkpoint_manifest.json` as the last step of every checkpoint save.
 
     The Trainer calls on_save after `_save_checkpoint` has written the weights (or adapter), optimizer.pt,
@@ -773,9 +775,8 @@ def checkpoint_manifest_callback(output_dir: str | Path, resumed_from: str | Pat
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.run_id = ensure_run_id(output_dir, resumed_from)
-            before = read_checkpoint_manifest(Path(resumed_from)) if resumed_from else None
-            self.loss_sum = float((before or {}).get("loss_sum", 0.0))
-            self.loss_steps = int((before or {}).get("loss_steps", 0))
+            before = start or ResumePoint.of(resumed_from)
+            self.loss_sum, self.loss_steps = before.loss_sum, before.loss_steps
             self._last_logged = state.global_step
             self.keep, args.save_total_limit = args.save_total_limit, None  # rotation is ours, after the manifest
 
@@ -889,7 +890,7 @@ class TrainerRunGuard:
         self.output_dir, self.checkpoint = Path(output_dir), checkpoint
         self.start = ResumePoint.of(checkpoint)
         self.stop = signal_stop_callback()
-        self.manifest = checkpoint_manifest_callback(output_dir, checkpoint)
+        self.manifest = checkpoint_manifest_callback(output_dir, checkpoint, self.start)
         self.step_timer = step_timer_callback()
         # the stop before the manifest: its should_save reaches the manifest's pending
         self.callbacks = [self.step_timer, self.stop, self.manifest]

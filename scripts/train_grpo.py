@@ -125,10 +125,6 @@ class GRPOSettings(Settings):
             raise ConfigError(
                 "num_generations must be at least 2 (advantages compare answers within a group)"
             )
-        if self.temperature <= 0:
-            raise ConfigError("temperature must be > 0 (GRPO needs sampled completions)")
-        if self.kl_coef < 0:
-            raise ConfigError(f"kl_coef must be >= 0, got {self.kl_coef}")
         if self.scale_rewards not in SCALE_REWARDS:
             raise ConfigError(
                 f"scale_rewards must be one of {', '.join(SCALE_REWARDS)}, got {self.scale_rewards!r}"
