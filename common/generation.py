@@ -669,16 +669,19 @@ def kv_token_budget(model: Any, fraction: float = 0.7) -> int | None:
 # ---- loading --------------------------------------------------------------------------------------------
 
 
-def default_template(model_name_or_path: str, model_type: str | None = None) -> str:
+def default_template(
+    model_name_or_path: str, model_type: str | None = None, trust_remote_code: bool = False
+) -> str:
     """The chat template of the model's family (common/families.py; `model_type` when given, else the
     weights' config.json); `default` for unknown families."""
-    from transformers import AutoConfig
-
     from common.families import family_of
+    from common.modeling import load_model_config
 
     if model_type is None:
         try:
-            model_type = AutoConfig.from_pretrained(model_name_or_path).model_type
+            model_type = load_model_config(model_name_or_path, trust_remote_code).model_type
+        except ConfigError:
+            raise
         except (OSError, ValueError) as err:
             raise ConfigError(f"cannot read the model config of {model_name_or_path!r} (no such folder, and the "
                               f"hub could not provide it): {str(err).splitlines()[0]}") from None  # fmt: skip
@@ -753,9 +756,9 @@ def load_engine(
         model = ModelSettings(model_name_or_path=model, quantization_bit=quantization_bit)
     path, quantised = model.model_name_or_path, model.quantization_bit is not None
     precision = pick_precision(precision)
-    template_name = template or default_template(path, getattr(model, "model_type", None))
+    template_name = template or default_template(path, model.model_type, model.trust_remote_code)
     tokenizer_path = adapter_tokenizer_path(adapter_name_or_path, path) if adapter_name_or_path else path
-    tokenizer = load_tokenizer(tokenizer_path, padding_side="left")
+    tokenizer = load_tokenizer(tokenizer_path, padding_side="left", trust_remote_code=model.trust_remote_code)
     lm = load_training_model(model, precision, use_lora=True)
     if adapter_name_or_path:
         lm = _with_adapter(lm, adapter_name_or_path, len(tokenizer), merge_adapter and not quantised)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from common.config import ConfigError
 from common.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
@@ -31,15 +34,58 @@ def torch_dtype(precision: str) -> Any:
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
 
 
-def load_tokenizer(path: str, padding_side: str = "right") -> Any:
-    """The tokenizer saved with the model; a missing pad token falls back to eos (common for LLaMA)."""
-    from transformers import AutoTokenizer
+@contextlib.contextmanager
+def refusing_remote_code(path: str) -> Iterator[None]:
+    """transformers' refusal to run a folder's own code (a ValueError with a hub link and a Python argument
+    name) as one line that says what allowing it means and which of our keys allows it."""
+    try:
+        yield
+    except ValueError as err:
+        if "trust_remote_code" not in str(err) or isinstance(err, ConfigError):
+            raise
+        raise ConfigError(
+            f"{path} ships its own model or tokenizer code (auto_map in its config); allowing it runs that "
+            "folder's Python code on this machine: read it, then set trust_remote_code true (--trust_remote_code)"
+        ) from None
 
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side=padding_side)
+
+def load_model_config(path: str, trust_remote_code: bool = False) -> Any:
+    """The model's config.json as transformers reads it (a custom-code family's own config class when allowed)."""
+    from transformers import AutoConfig
+
+    with refusing_remote_code(path):
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+
+
+# Qwen (v1)'s tokenizer names no eos and no pad token; its documents end with this one.
+END_OF_TEXT = "<|endoftext|>"
+
+
+def load_tokenizer(path: str, padding_side: str = "right", trust_remote_code: bool = False) -> Any:
+    """The tokenizer saved with the model, made usable for batches: a missing pad token falls back to eos
+    (LLaMA, Qwen v1), a missing eos to <|endoftext|> where the vocabulary has it (Qwen v1), and a custom
+    tokenizer's left-only padding (ChatGLM's) to the library's, which pads on either side."""
+    from transformers import AutoTokenizer
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    with refusing_remote_code(path):
+        tokenizer = AutoTokenizer.from_pretrained(
+            path, padding_side=padding_side, trust_remote_code=trust_remote_code
+        )
+    if tokenizer.eos_token_id is None and tokenizer.convert_tokens_to_ids(END_OF_TEXT) not in (
+        None, tokenizer.unk_token_id
+    ):  # fmt: skip
+        logger.info("the tokenizer in %s has no eos token; %s ends every response", path, END_OF_TEXT)
+        tokenizer.eos_token = END_OF_TEXT
     if tokenizer.eos_token_id is None:
         raise ValueError(f"the tokenizer in {path} has no eos token; every response must end with one")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    custom = type(tokenizer).__module__.startswith("transformers_modules.")  # a folder's own code
+    if custom and type(tokenizer)._pad is not PreTrainedTokenizerBase._pad:
+        # ChatGLM's own _pad asserts left padding (training pads on the right) and predates the padding_side
+        # argument transformers now passes; the library's _pad reads the same fields.
+        tokenizer._pad = PreTrainedTokenizerBase._pad.__get__(tokenizer)
     return tokenizer
 
 
@@ -103,7 +149,7 @@ def load_training_model(
         if torch.cuda.is_available():
             kwargs.setdefault("device_map", {"": torch.cuda.current_device()})
     loaded = load_causal_lm(model.model_name_or_path, dtype=dtype, attn_implementation=attn,
-                            auto_class=auto_class, **kwargs)  # fmt: skip
+                            auto_class=auto_class, trust_remote_code=model.trust_remote_code, **kwargs)  # fmt: skip
     attn = loaded.config._attn_implementation  # what transformers settled on, for the log and the run record
     if quantization is not None and not torch.cuda.is_available():
         # bitsandbytes 0.50 repacks a 4-bit weight for a faster CPU kernel the first time its layer runs in eval
@@ -121,13 +167,18 @@ def load_training_model(
     return loaded
 
 
-def load_causal_lm(path: str, dtype: Any, auto_class: Any = None, **kwargs: Any) -> Any:
+def load_causal_lm(
+    path: str, dtype: Any, auto_class: Any = None, trust_remote_code: bool = False, **kwargs: Any
+) -> Any:
     """A causal LM (or another `auto_class`) from a local folder or a hub name, with a clear message when
-    neither can be had."""
+    neither can be had, or when it needs its own code and `trust_remote_code` is off."""
     from transformers import AutoModelForCausalLM
 
     try:
-        return (auto_class or AutoModelForCausalLM).from_pretrained(path, dtype=dtype, **kwargs)
+        with refusing_remote_code(path):
+            return (auto_class or AutoModelForCausalLM).from_pretrained(
+                path, dtype=dtype, trust_remote_code=trust_remote_code, **kwargs
+            )
     except OSError as err:
         if not Path(path).exists():
             raise OSError(
@@ -184,13 +235,15 @@ def adapter_tokenizer_path(adapter_path: str, base_path: str) -> str:
     return adapter_path if (Path(adapter_path) / "tokenizer_config.json").is_file() else base_path
 
 
-def load_causal_lm_with_adapter(base_path: str, adapter_path: str, dtype: Any) -> Any:
+def load_causal_lm_with_adapter(
+    base_path: str, adapter_path: str, dtype: Any, trust_remote_code: bool = False
+) -> Any:
     """The base causal LM with a saved LoRA (PEFT) adapter on top, as a `PeftModel`."""
     if not (Path(adapter_path) / "adapter_config.json").is_file():
         raise OSError(f"{adapter_path} is not a LoRA adapter folder (no adapter_config.json in it)")
     from peft import PeftModel
 
-    base = load_causal_lm(base_path, dtype=dtype)
+    base = load_causal_lm(base_path, dtype=dtype, trust_remote_code=trust_remote_code)
     return PeftModel.from_pretrained(base, adapter_path)
 
 

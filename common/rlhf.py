@@ -254,7 +254,9 @@ def policy_and_reference(
         model = merge_adapter(model, config.adapter_name_or_path)
     # The same starting weights, merged in fp32 like the policy's, then held in the run's precision: the
     # reference never trains, and autocast rounds the policy's matmul weights the same way.
-    ref_model = load_causal_lm(config.model_name_or_path, dtype=torch.float32)
+    ref_model = load_causal_lm(
+        config.model_name_or_path, torch.float32, trust_remote_code=config.trust_remote_code
+    )
     if config.adapter_name_or_path:
         ref_model = merge_adapter(ref_model, config.adapter_name_or_path)
     ref_model = ref_model.to(torch_dtype(precision)).requires_grad_(False).eval()

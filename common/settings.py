@@ -12,7 +12,8 @@ Chinese-LLaMA-Alpaca's configs keep working. Each group's `check` validates only
 every stage (common.config.Settings.validate runs them all). Helpers take the group they need
 (`lora: LoraSettings`), which the composed config is an instance of.
 
-    ModelSettings   which weights, how they are loaded (attention kernel, 4/8-bit quantisation, liger)
+    ModelSettings   which weights, how they are loaded (attention kernel, 4/8-bit quantisation, liger,
+                    RemoteCodeSettings' trust_remote_code)
     DataSourceSettings  which records, in which template (PPO's prompts)
     DataSettings        + cut-off and held-out split (SFT, RM, DPO)
     OptimSettings   optimiser and schedule, accumulation, checkpoint and log intervals (PPO's loop too)
@@ -38,7 +39,19 @@ def is_set(value: str | None) -> bool:
 
 
 @dataclasses.dataclass
-class ModelSettings(Settings):
+class RemoteCodeSettings(Settings):
+    """Whether a model folder's own Python code may run: every script that loads a model or tokenizer has this
+    key (the training stages through ModelSettings; generate, merge_lora and merge_tokenizer directly)."""
+
+    trust_remote_code: bool = config_field(
+        False,
+        "allow a model folder that ships its own modeling/tokenizer code (Baichuan, ChatGLM, InternLM, Qwen v1, "
+        "XVERSE) to run that Python code; read it first, it runs with your permissions",
+    )
+
+
+@dataclasses.dataclass
+class ModelSettings(RemoteCodeSettings):
     model_name_or_path: str = config_field("models/tiny-llama", "local folder or hub name of the base model")
     model_type: str | None = config_field(
         None,

@@ -65,12 +65,13 @@ def resolved_settings(config: Any, precision: str, **more: Any) -> dict[str, Any
     return config_to_dict(config) | {"_resolved": resolved | more}
 
 
-def load_stage_tokenizer(model_path: str, adapter_path: str | None, padding_side: str = "right") -> Any:
+def load_stage_tokenizer(model: ModelSettings, adapter_path: str | None, padding_side: str = "right") -> Any:
     """The tokenizer saved with the SFT adapter when the run starts from one, else the model's."""
     from common.modeling import adapter_tokenizer_path, load_tokenizer
 
-    path = adapter_tokenizer_path(adapter_path, model_path) if adapter_path else model_path
-    return load_tokenizer(path, padding_side=padding_side)
+    path = model.model_name_or_path
+    path = adapter_tokenizer_path(adapter_path, path) if adapter_path else path
+    return load_tokenizer(path, padding_side=padding_side, trust_remote_code=model.trust_remote_code)
 
 
 def load_preference_pairs(

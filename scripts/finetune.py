@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> Path:
     # tokenised in batches; an identical earlier run's result is reused from cache_dir.
     from common.data import load_tokenised, resolve_specs, spec_files
 
-    tokenizer = load_tokenizer(config.model_name_or_path)
+    tokenizer = load_tokenizer(config.model_name_or_path, trust_remote_code=config.trust_remote_code)
     from common.templates import chat_template_mismatch
 
     if mismatch := chat_template_mismatch(tokenizer, config.template):  # a chat model trained off its format

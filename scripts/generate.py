@@ -38,12 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 from common.config import ConfigError, config_field, parse_config  # noqa: E402
 from common.data import DataError  # noqa: E402
 from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
+from common.settings import RemoteCodeSettings  # noqa: E402
 
 logger = logging.getLogger("generate")
 
 
 @dataclasses.dataclass
-class GenerateConfig:
+class GenerateConfig(RemoteCodeSettings):
     # Inputs
     dev_file: str = config_field(
         "data_dir/Belle_open_source_0.5M.dev.json",
@@ -336,11 +337,14 @@ def main(argv: list[str] | None = None) -> Path:
     if config.lora_weights:
         tokenizer_path = adapter_tokenizer_path(config.lora_weights, config.model_name_or_path)
         model = load_causal_lm_with_adapter(
-            config.model_name_or_path, config.lora_weights, torch_dtype(precision)
+            config.model_name_or_path, config.lora_weights, torch_dtype(precision), config.trust_remote_code
         )
     else:
-        model = load_causal_lm(config.model_name_or_path, dtype=torch_dtype(precision))
-    tokenizer = load_tokenizer(tokenizer_path, padding_side="left")
+        model = load_causal_lm(config.model_name_or_path, torch_dtype(precision),
+                               trust_remote_code=config.trust_remote_code)  # fmt: skip
+    tokenizer = load_tokenizer(
+        tokenizer_path, padding_side="left", trust_remote_code=config.trust_remote_code
+    )
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     model_eos = model.generation_config.eos_token_id
     model_eos = [] if model_eos is None else [model_eos] if isinstance(model_eos, int) else list(model_eos)

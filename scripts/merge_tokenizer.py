@@ -21,12 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 
 from common.config import ConfigError, config_field, parse_config  # noqa: E402
 from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
+from common.settings import RemoteCodeSettings  # noqa: E402
 
 logger = logging.getLogger("merge_tokenizer")
 
 
 @dataclasses.dataclass
-class MergeTokenizerConfig:
+class MergeTokenizerConfig(RemoteCodeSettings):
     base_tokenizer: str = config_field("models/tiny-llama", "tokenizer folder to extend")
     corpus: str = config_field("data_dir/pretrain/zh_*.txt", "glob of Chinese text files")
     vocab_size: int = config_field(4000, "SentencePiece vocabulary size to train")
@@ -61,7 +62,12 @@ def main(argv: list[str] | None = None) -> Path:
         pieces = [processor.id_to_piece(i).lstrip("\u2581") for i in range(processor.get_piece_size())]
 
     # ---- Merge into the base ------------------------------------------------------------------
-    tokenizer = AutoTokenizer.from_pretrained(config.base_tokenizer)
+    from common.modeling import refusing_remote_code
+
+    with refusing_remote_code(config.base_tokenizer):
+        tokenizer = AutoTokenizer.from_pretrained(
+            config.base_tokenizer, trust_remote_code=config.trust_remote_code
+        )
     sample = Path(files[0]).read_text(encoding="utf-8").splitlines()[0]
     before = len(tokenizer(sample, add_special_tokens=False)["input_ids"])
     base_vocab = tokenizer.get_vocab()

@@ -171,12 +171,15 @@ def main(argv: list[str] | None = None) -> Path:
     set_seed(config.seed)
 
     # ---- Tokenizer and vocabulary check -------------------------------------------------------
-    from transformers import AutoConfig
+    from common.modeling import load_model_config
 
-    model_vocab = AutoConfig.from_pretrained(config.model_name_or_path).vocab_size
-    base_tokenizer = load_tokenizer(config.model_name_or_path)
+    trust = config.trust_remote_code
+    model_vocab = load_model_config(config.model_name_or_path, trust).vocab_size
+    base_tokenizer = load_tokenizer(config.model_name_or_path, trust_remote_code=trust)
     tokenizer = (
-        load_tokenizer(config.tokenizer_name_or_path) if config.tokenizer_name_or_path else base_tokenizer
+        load_tokenizer(config.tokenizer_name_or_path, trust_remote_code=trust)
+        if config.tokenizer_name_or_path
+        else base_tokenizer
     )
     check_vocab(model_vocab, tokenizer, base_tokenizer)
 

@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> Path:
     set_seed(config.seed)
 
     # ---- Data ---------------------------------------------------------------------------------
-    tokenizer = load_stage_tokenizer(config.model_name_or_path, config.adapter_name_or_path)
+    tokenizer = load_stage_tokenizer(config, config.adapter_name_or_path)
     train_pairs, dev_pairs, data_files = load_preference_pairs(config, config.seed, tokenizer, "DPO")
 
     # ---- Model and reference --------------------------------------------------------------------

@@ -244,12 +244,12 @@ class RewardModelScore:
 
     __name__ = "reward_model"
 
-    def __init__(self, path: str, dtype: Any) -> None:
+    def __init__(self, path: str, dtype: Any, trust_remote_code: bool = False) -> None:
         from transformers import AutoModelForSequenceClassification
 
         from common.modeling import load_causal_lm
 
-        self.model = load_causal_lm(path, dtype=dtype, auto_class=AutoModelForSequenceClassification)
+        self.model = load_causal_lm(path, dtype, AutoModelForSequenceClassification, trust_remote_code)
         self.model.requires_grad_(False).eval()
         self.pad_id = self.model.config.pad_token_id
 
@@ -280,7 +280,9 @@ def build_rewards(config: GRPOStageConfig, precision: str) -> list[Any]:
     rewards = []
     for name in config.reward_funcs:
         if name == "reward_model":
-            rewards.append(RewardModelScore(config.reward_model, torch_dtype(precision)))
+            rewards.append(
+                RewardModelScore(config.reward_model, torch_dtype(precision), config.trust_remote_code)
+            )
         else:
             rewards += build_rule_rewards([name], config.answer_pattern, config.max_new_tokens)
     return rewards
@@ -401,9 +403,7 @@ def main(argv: list[str] | None = None) -> Path:
     set_seed(config.seed)
 
     # ---- Data ---------------------------------------------------------------------------------
-    tokenizer = load_stage_tokenizer(
-        config.model_name_or_path, config.adapter_name_or_path, padding_side="left"
-    )
+    tokenizer = load_stage_tokenizer(config, config.adapter_name_or_path, padding_side="left")
     prompts, data_files = load_prompts(config, tokenizer)
 
     # ---- Model, reference and rewards -----------------------------------------------------------

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> Path:
     set_seed(config.seed)
 
     # ---- Data ---------------------------------------------------------------------------------
-    tokenizer = load_stage_tokenizer(config.model_name_or_path, config.adapter_name_or_path)
+    tokenizer = load_stage_tokenizer(config, config.adapter_name_or_path)
     train, dev, data_files = load_kto_examples(config, tokenizer)
 
     # ---- Model and reference --------------------------------------------------------------------

@@ -334,11 +334,9 @@ def load_data(config: PPOConfig, accelerator: Any) -> tuple[Any, list[int], Prom
     from common.templates import get_template, stop_token_ids
     from common.training import load_stage_tokenizer
 
-    tokenizer = load_stage_tokenizer(
-        config.model_name_or_path, config.adapter_name_or_path, padding_side="left"
-    )
+    tokenizer = load_stage_tokenizer(config, config.adapter_name_or_path, padding_side="left")
     try:
-        reward_tokenizer = load_tokenizer(config.reward_model)
+        reward_tokenizer = load_tokenizer(config.reward_model, trust_remote_code=config.trust_remote_code)
     except OSError as err:
         raise OSError(f"cannot load the reward model {config.reward_model!r} (write one with "
                       f"scripts/train_rm.py): {str(err).splitlines()[0]}") from None  # fmt: skip
@@ -412,7 +410,7 @@ def load_models(config: PPOConfig, precision: str) -> PPOModels:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from common.modeling import count_parameters, torch_dtype
+    from common.modeling import count_parameters, load_causal_lm, torch_dtype
 
     policy, ref_model, ref_adapter = load_policy(config, precision)
     if config.gradient_checkpointing:
@@ -426,7 +424,8 @@ def load_models(config: PPOConfig, precision: str) -> PPOModels:
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
     reward_dtype = torch_dtype(precision) if precision != "fp32" else torch.float32
-    reward_model = AutoModelForSequenceClassification.from_pretrained(config.reward_model, dtype=reward_dtype)
+    reward_model = load_causal_lm(config.reward_model, reward_dtype, AutoModelForSequenceClassification,
+                                  config.trust_remote_code)  # fmt: skip
     reward_model.eval().requires_grad_(False)
     trainable, total = count_parameters(model)
     logger.info("parameters: %s trainable of %s (%.2f%%), precision %s", f"{trainable:,}", f"{total:,}",

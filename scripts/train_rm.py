@@ -68,7 +68,13 @@ def main(argv: list[str] | None = None) -> Path:
     from transformers import AutoModelForSequenceClassification, set_seed
     from trl import RewardConfig, RewardTrainer
 
-    from common.modeling import count_parameters, load_training_model, merge_adapter, torch_dtype
+    from common.modeling import (
+        count_parameters,
+        load_causal_lm,
+        load_training_model,
+        merge_adapter,
+        torch_dtype,
+    )
     from common.training import (
         load_preference_pairs,
         load_stage_tokenizer,
@@ -82,7 +88,7 @@ def main(argv: list[str] | None = None) -> Path:
     set_seed(config.seed)
 
     # ---- Data ---------------------------------------------------------------------------------
-    tokenizer = load_stage_tokenizer(config.model_name_or_path, config.adapter_name_or_path)
+    tokenizer = load_stage_tokenizer(config, config.adapter_name_or_path)
     train_pairs, dev_pairs, data_files = load_preference_pairs(
         config, config.seed, tokenizer, "reward modelling"
     )
@@ -162,9 +168,8 @@ def main(argv: list[str] | None = None) -> Path:
                 # (merged weights = dequantised base + adapter, as merge_lora.py does for QLoRA adapters).
                 from peft import PeftModel
 
-                base = AutoModelForSequenceClassification.from_pretrained(
-                    config.model_name_or_path, num_labels=1, dtype=torch_dtype(precision)
-                )
+                base = load_causal_lm(config.model_name_or_path, torch_dtype(precision),
+                                      AutoModelForSequenceClassification, config.trust_remote_code, num_labels=1)  # fmt: skip
                 base.config.pad_token_id = tokenizer.pad_token_id
                 if config.adapter_name_or_path:
                     base = merge_adapter(base, config.adapter_name_or_path)
