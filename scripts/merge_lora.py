@@ -7,6 +7,10 @@ The merged folder loads with `AutoModelForCausalLM.from_pretrained` alone (no pe
 safetensors weights, the tokenizer (the adapter's when it saved one, else the base model's) and
 `merge_info.json` (base, adapter, dtype). The merge runs in fp32 unless `--dtype` says otherwise.
 
+A base that ships its own modeling code (Baichuan, ChatGLM, InternLM, Qwen v1, XVERSE: `--trust_remote_code`)
+has that code copied beside the merged weights, every *.py of its folder, with config.json's `auto_map`
+pointing at the copies: the merged folder loads like the original, with trust_remote_code, and without the hub.
+
 QLoRA adapters (trained with `quantization_bit` 4 or 8) are merged into the base in full precision, never into
 4/8-bit weights: the result is the dequantised base plus the adapter, which differs slightly from the
 quantised model the adapter was trained with. The script says so and records it in merge_info.json.
@@ -17,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,12 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 
 from common.config import ConfigError, config_field, parse_config  # noqa: E402
 from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
+from common.settings import RemoteCodeSettings  # noqa: E402
 
 logger = logging.getLogger("merge_lora")
 
 
 @dataclasses.dataclass
-class MergeConfig:
+class MergeConfig(RemoteCodeSettings):
     base_model: str = config_field("models/tiny-llama", "the base model the adapter was trained on")
     lora_model: str = config_field("trained_models/tiny-llama", "LoRA adapter folder (adapter_config.json)")
     output_dir: str = config_field("trained_models/tiny-llama-merged", "where the merged model goes")
@@ -95,6 +101,42 @@ def adapter_quantization(adapter_path: str) -> dict | None:
     return None
 
 
+def copy_model_code(base_model: str, output_dir: Path) -> list[str]:
+    """Every *.py of the base's folder (what its auto_map names, and helpers it imports only at run time, such
+    as a quantizer) beside the merged weights, and the saved auto_maps pointed at these copies instead of a
+    hub repository (`repo--module.Class`, written when the base came from the hub). Returns the files' names."""
+    source = Path(base_model)
+    if not source.is_dir():
+        from huggingface_hub import snapshot_download
+
+        source = Path(snapshot_download(base_model, allow_patterns=["*.py"]))  # from the cache it just loaded
+    copied = []
+    for code in sorted(source.glob("*.py")):
+        shutil.copyfile(code, output_dir / code.name)
+        copied.append(code.name)
+
+    def local(reference: str | None) -> str | None:
+        # "repo--module.Class" -> "module.Class" when module.py now sits in the merged folder
+        if reference is None or "--" not in reference:
+            return reference
+        bare = reference.split("--")[-1]
+        return bare if (output_dir / f"{bare.rsplit('.', 1)[0]}.py").is_file() else reference
+
+    for name in ("config.json", "tokenizer_config.json"):
+        saved = output_dir / name
+        if not saved.is_file():
+            continue
+        settings = json.loads(saved.read_text())
+        if not settings.get("auto_map"):
+            continue
+        settings["auto_map"] = {
+            key: [local(r) for r in value] if isinstance(value, list) else local(value)
+            for key, value in settings["auto_map"].items()
+        }
+        saved.write_text(json.dumps(settings, indent=2, ensure_ascii=False) + "\n")
+    return copied
+
+
 def main(argv: list[str] | None = None) -> Path:
     setup_logging()
     # ---- Config -------------------------------------------------------------------------------
@@ -129,7 +171,8 @@ def main(argv: list[str] | None = None) -> Path:
         )  # fmt: skip
     vocab = adapter_vocab_size(config.lora_model)
     if vocab is None:
-        model = load_causal_lm_with_adapter(config.base_model, config.lora_model, torch_dtype(config.dtype))
+        model = load_causal_lm_with_adapter(config.base_model, config.lora_model, torch_dtype(config.dtype),
+                                            config.trust_remote_code)  # fmt: skip
     else:
         if not (Path(config.lora_model) / "adapter_config.json").is_file():
             raise OSError(f"{config.lora_model} is not a LoRA adapter folder (no adapter_config.json in it)")
@@ -137,14 +180,16 @@ def main(argv: list[str] | None = None) -> Path:
 
         from common.modeling import load_causal_lm
 
-        base = load_causal_lm(config.base_model, dtype=torch_dtype(config.dtype))
+        base = load_causal_lm(
+            config.base_model, torch_dtype(config.dtype), trust_remote_code=config.trust_remote_code
+        )
         if vocab != base.get_input_embeddings().weight.shape[0]:
             logger.info("resizing the base vocabulary from %d to %d rows to match the adapter",
                         base.get_input_embeddings().weight.shape[0], vocab)  # fmt: skip
             base.resize_token_embeddings(vocab, mean_resizing=False)  # the adapter's saved rows replace them
         model = PeftModel.from_pretrained(base, config.lora_model)
     tokenizer_path = adapter_tokenizer_path(config.lora_model, config.base_model)
-    tokenizer = load_tokenizer(tokenizer_path)
+    tokenizer = load_tokenizer(tokenizer_path, trust_remote_code=config.trust_remote_code)
 
     # ---- Merge and save -----------------------------------------------------------------------
     merged = model.merge_and_unload()
@@ -152,12 +197,16 @@ def main(argv: list[str] | None = None) -> Path:
     output_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(str(output_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(output_dir))
+    model_code = copy_model_code(config.base_model, output_dir) if config.trust_remote_code else []
+    if model_code:
+        logger.info("the base's own code copied beside the merged weights: %s", ", ".join(model_code))
     info = {
         "base_model": config.base_model,
         "lora_model": config.lora_model,
         "dtype": config.dtype,
         "tokenizer_from": tokenizer_path,
         "trained_on_quantised_base": quantised,
+        "model_code": model_code,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (output_dir / "merge_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
