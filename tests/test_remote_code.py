@@ -172,3 +172,22 @@ def test_tokenizer_without_pad_token_trains_and_generates_left_padded(tiny_llama
     one_by_one = generate(dev_file, tmp_path / "single.jsonl", "--model_name_or_path", str(folder),
                           "--lora_weights", str(tmp_path / "sft"), "--batch_size", "1")  # fmt: skip
     assert batched == one_by_one and any(batched)  # the padding (eos as pad, on the left) changes no answer
+
+
+def test_tokenizer_without_eos_and_pad_ends_answers_with_endoftext(tiny_llama, tmp_path):
+    """Qwen v1's tokenizer names neither eos nor pad; its documents end with <|endoftext|>."""
+    from transformers import AutoTokenizer
+
+    from common.modeling import load_tokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|endoftext|>"]})
+    tokenizer.save_pretrained(tmp_path)
+    settings = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    del settings["eos_token"], settings["pad_token"]
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(settings))
+    assert AutoTokenizer.from_pretrained(tmp_path).eos_token is None
+
+    tokenizer = load_tokenizer(str(tmp_path), padding_side="left")
+    assert tokenizer.eos_token == tokenizer.pad_token == "<|endoftext|>"
+    assert tokenizer.eos_token_id == tokenizer.convert_tokens_to_ids("<|endoftext|>")
