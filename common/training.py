@@ -54,6 +54,15 @@ class PreferenceTrainingConfig(
                               "TRL's preference pairs")  # fmt: skip
 
 
+def zero3_sampling_refusal(stage: str) -> str:
+    """Why the stages that sample their own training data (PPO, GRPO) refuse ZeRO-3, in one error line."""
+    return (f"ZeRO-3 is refused for {stage}: its rollouts sample token by token with generate(), and under ZeRO-3 "
+            "each decoding step would all-gather every layer's weight shards again (max_new_tokens gathers of the "
+            "whole model per rollout), or the whole model would be gathered onto each GPU for the rollout, the "
+            "memory ZeRO-3 exists to save. Use ZeRO-2 (run_config/deepspeed_config.json), or LoRA/QLoRA under "
+            "torchrun")  # fmt: skip
+
+
 def resolved_settings(config: Any, precision: str, **more: Any) -> dict[str, Any]:
     """The run's settings as written to its record: every key, the files they came from, and what was resolved
     on this machine (precision, processes, accumulation) plus what the stage adds later (`more`)."""

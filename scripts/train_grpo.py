@@ -4,7 +4,7 @@ with TRL's GRPOTrainer.
     python scripts/train_grpo.py --model_config_file run_config/tiny/grpo_config.json
     torchrun --nproc_per_node=8 scripts/train_grpo.py --model_config_file run_config/grpo_config.json
     deepspeed --num_gpus=8 scripts/train_grpo.py --model_config_file run_config/grpo_config.json \\
-        --deepspeed run_config/deepspeed_config.json                    # ZeRO-2 (ZeRO-3 is refused)
+        --deepspeed run_config/deepspeed_config.json    # ZeRO-2 (ZeRO-3 is refused: sampling would re-gather it)
 
 Each optimizer step (`batch_size` counts completions, so it takes batch_size / num_generations prompts):
   1. rollout: every prompt is answered `num_generations` times by sampling at `temperature` with the generation
@@ -182,7 +182,9 @@ class GRPOStageConfig(
             raise ConfigError("quantization_bit with adapter_name_or_path: merge the SFT adapter first "
                               "(scripts/merge_lora.py), then train a new QLoRA adapter on the merged model")  # fmt: skip
         if self.zero_stage() == 3:
-            raise ConfigError("ZeRO-3 shards the weights that generate() needs whole; use ZeRO-2 for GRPO")
+            from common.training import zero3_sampling_refusal
+
+            raise ConfigError(zero3_sampling_refusal("GRPO"))
 
 
 # ---- Data ------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
     python scripts/train_ppo.py --model_config_file run_config/tiny/ppo_config.json
     torchrun --nproc_per_node=8 scripts/train_ppo.py --model_config_file run_config/ppo_config.json
     deepspeed --num_gpus=8 scripts/train_ppo.py --model_config_file run_config/ppo_config.json \\
-        --deepspeed run_config/deepspeed_config.json                    # ZeRO-2 (ZeRO-3 is refused)
+        --deepspeed run_config/deepspeed_config.json    # ZeRO-2 (ZeRO-3 is refused: sampling would re-gather it)
 
 Each PPO step, on every device:
   1. rollout: sample a response to each of `rollout_batch_size` prompts (common/generation.py's engine);
@@ -124,7 +124,9 @@ class PPOConfig(PPOSettings, OnPolicySettings, RunSettings, LoraSettings, OptimS
             raise ConfigError(f"rollout_batch_size ({self.rollout_batch_size}) must be a multiple of "
                               f"mini_batch_size x gradient_accumulation_steps ({update})")  # fmt: skip
         if self.zero_stage() == 3:
-            raise ConfigError("ZeRO-3 shards the weights that generate() needs whole; use ZeRO-2 for PPO")
+            from common.training import zero3_sampling_refusal
+
+            raise ConfigError(zero3_sampling_refusal("PPO"))
 
 
 def load_prompts(config: PPOConfig, tokenizer: Any) -> tuple[list[list[int]], list[str]]:

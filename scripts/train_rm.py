@@ -4,7 +4,7 @@ RewardTrainer (loss -log sigmoid(r_chosen - r_rejected)), full or LoRA.
     python scripts/train_rm.py --model_config_file run_config/tiny/rm_config.json
     torchrun --nproc_per_node=8 scripts/train_rm.py --model_config_file run_config/rm_config.json
     deepspeed --num_gpus=8 scripts/train_rm.py --model_config_file run_config/rm_config.json \\
-        --deepspeed run_config/deepspeed_config.json                    # ZeRO-2 (ZeRO-3 is refused)
+        --deepspeed run_config/deepspeed_config.json                    # ZeRO-2; deepspeed_zero3.json: ZeRO-3
 
 The model is the SFT model with a sequence-classification head (`score`, one output, new and random);
 the reward of prompt + answer is that head on the last token that is not padding (`logits[:, 0]` of the
@@ -19,8 +19,10 @@ which scripts/train_ppo.py loads with `--reward_model`; LoRA runs also keep the 
 Beside it: rm_config.json, run_manifest.json, the held-out accuracy, mean margin (r_chosen - r_rejected)
 and loss (eval_results.json) and the loss curve.
 
-DeepSpeed ZeRO-3 is refused: the whole model is merged and saved by one process at the end, and under
-ZeRO-3 that process holds only its shard (a LoRA run then saved empty embedding weights). ZeRO-2 works.
+Under DeepSpeed ZeRO-3 each process holds only a shard of every weight, so the merge cannot read the model
+in memory (it once saved empty embedding weights): every process joins in gathering the trained weights
+into lora_adapter/ (or, without LoRA, the whole model into the output folder), and process 0 merges that
+saved adapter into a freshly loaded base, as for QLoRA.
 """
 
 from __future__ import annotations
@@ -51,9 +53,6 @@ class RewardModelConfig(PreferenceTrainingConfig):
             raise ConfigError(
                 f"center_rewards_coefficient must be >= 0 (or null), got {self.center_rewards_coefficient}"
             )
-        if self.zero_stage() == 3:
-            raise ConfigError("ZeRO-3 shards the weights that the reward model is merged and saved "
-                              "from at the end; use ZeRO-2 (run_config/deepspeed_config.json)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -159,13 +158,21 @@ def main(argv: list[str] | None = None) -> Path:
 
     # ---- Save ---------------------------------------------------------------------------------
     # PPO needs a plain sequence-classification model: a LoRA run merges its adapter into the weights.
+    # ZeRO-3: no process holds whole weights; all of them gather the trained ones into one saved copy.
+    sharded = config.zero_stage() == 3
+    if sharded:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+        trainer.save_model(str(output_dir / "lora_adapter" if config.use_lora else output_dir))
+        unset_hf_deepspeed_config()  # else process 0 alone would load the base below into ZeRO-3 shards, and hang
     if trainer.is_world_process_zero():
         model = trainer.accelerator.unwrap_model(trainer.model)
         if config.use_lora:
-            model.save_pretrained(str(output_dir / "lora_adapter"))
-            if config.quantization_bit:
-                # A 4/8-bit trunk cannot take the merge: the adapter goes onto the base in full precision
-                # (merged weights = dequantised base + adapter, as merge_lora.py does for QLoRA adapters).
+            if not sharded:
+                model.save_pretrained(str(output_dir / "lora_adapter"))
+            if config.quantization_bit or sharded:
+                # A 4/8-bit trunk cannot take the merge, nor can a ZeRO-3 shard: the saved adapter goes onto the
+                # base in full precision (as merge_lora.py does for QLoRA adapters).
                 from peft import PeftModel
 
                 base = load_causal_lm(config.model_name_or_path, torch_dtype(precision),
@@ -176,7 +183,8 @@ def main(argv: list[str] | None = None) -> Path:
                 model = PeftModel.from_pretrained(base, str(output_dir / "lora_adapter"))
                 load_dtype = torch_dtype(precision)
             model = model.merge_and_unload()
-        model.to(load_dtype).save_pretrained(str(output_dir))
+        if config.use_lora or not sharded:  # a full ZeRO-3 model was saved whole above
+            model.to(load_dtype).save_pretrained(str(output_dir))
         tokenizer.save_pretrained(str(output_dir))
         from common.report import plot_loss
 
