@@ -21,6 +21,8 @@ Rows (names for --only):
   fixed_trainer           every example exactly 2,048 tokens: plain Trainer, micro-batch 4 x 4, sdpa
   fixed_ours_full         the same data through finetune.py with FIXED_OURS_FLAGS
   fixed_ours_compile      the same with torch_compile (FIXED_OURS_COMPILE_FLAGS)
+  fixed_ours_autotune     fixed_ours_compile with inductor's autotuning switched on (AUTOTUNE_ENV)
+  fixed_ours_cudnn        fixed_ours_compile with sdpa served by cuDNN's attention (tests/gpu/sdpa_cudnn.py)
   qlora7b_ours            Llama-2-7B shape (random, bf16, cached under --work), seq 1,024, finetune.py QLoRA
 One 10-minute call does not hold them all: a cold flex_attention compile alone is ~270 s. The inductor
 cache is shared by every row of one machine (while it stays warm), so only the first flex row compiles
@@ -72,6 +74,9 @@ OURS_LORA_FLAGS = ["--use_lora", "--lora_target_modules", '["all"]', "--lora_r",
 FIXED_OURS_FLAGS = ["--attn_implementation", "sdpa", "--use_liger_kernel", "true"]
 FIXED_OURS_CHUNKED_FLAGS = ["--attn_implementation", "sdpa", "--use_liger_kernel", "false"]  # our chunked loss
 FIXED_OURS_COMPILE_FLAGS = [*FIXED_OURS_FLAGS, "--torch_compile", "true"]
+# Inductor's own search (its environment switches, so a user needs no new key): matmul templates tried against
+# cuBLAS, and pointwise/reduction kernels tuned; it costs compile time on the first step only.
+AUTOTUNE_ENV = (("TORCHINDUCTOR_MAX_AUTOTUNE", "1"), ("TORCHINDUCTOR_COORDINATE_DESCENT_TUNING", "1"))
 OURS_FULL_COMPILE_FLAGS = [*OURS_FULL_FLAGS, "--torch_compile", "true"]
 QLORA7B_FLAGS = ["--use_lora", "--lora_target_modules", '["all"]', "--lora_r", "8",
                  "--quantization_bit", "4", "--quantization_type", "nf4", "--gradient_checkpointing", "true",
@@ -92,6 +97,8 @@ class Row:
     runner: str  # trl, trainer (in a child of this script) or ours (scripts/finetune.py)
     flags: tuple[str, ...] = ()
     needs_cuda: bool = False  # skipped by --smoke
+    env: tuple[tuple[str, str], ...] = ()  # environment variables set for this row only
+    launcher: str = ""  # a script that runs finetune.py for an experiment row (ours only)
 
 
 ROWS = {
@@ -105,6 +112,9 @@ ROWS = {
     "fixed_ours_full": Row("fixed", "full", "ours", tuple(FIXED_OURS_FLAGS)),
     "fixed_ours_chunked": Row("fixed", "full", "ours", tuple(FIXED_OURS_CHUNKED_FLAGS)),
     "fixed_ours_compile": Row("fixed", "full", "ours", tuple(FIXED_OURS_COMPILE_FLAGS)),
+    "fixed_ours_autotune": Row("fixed", "full", "ours", tuple(FIXED_OURS_COMPILE_FLAGS), env=AUTOTUNE_ENV),
+    "fixed_ours_cudnn": Row("fixed", "full", "ours", tuple(FIXED_OURS_COMPILE_FLAGS), needs_cuda=True,
+                            launcher="tests/gpu/sdpa_cudnn.py"),  # fmt: skip
     "qlora7b_ours": Row("qlora7b", "qlora", "ours", tuple(QLORA7B_FLAGS), needs_cuda=True),
 }
 
@@ -445,7 +455,8 @@ def run_ours(bench: Bench, name: str, row: Row, run_dir: Path, env: dict[str, st
     flags = list(row.flags)
     if bench.smoke:
         flags = [SMOKE_FLAG_VALUES.get(flags[i - 1], f) if i else f for i, f in enumerate(flags)]
-    command = [sys.executable, "scripts/finetune.py", "--model_name_or_path", str(model),
+    launcher = [row.launcher] if row.launcher else []
+    command = [sys.executable, *launcher, "scripts/finetune.py", "--model_name_or_path", str(model),
                "--data_path", str(bench.data[row.group]), "--template", "belle", "--cutoff_len", str(seq),
                "--max_steps", str(steps), "--learning_rate", "1e-5",
                "--precision", "bf16" if bench.cuda else "fp32", "--val_set_size", "0",
@@ -508,7 +519,7 @@ def build_7b(bench: Bench) -> dict[str, Any] | None:
 
 def run_row(bench: Bench, name: str) -> dict[str, Any]:
     row = ROWS[name]
-    base = {"name": name, "group": row.group, "method": row.method}
+    base = {"name": name, "group": row.group, "method": row.method} | ({"env": dict(row.env)} if row.env else {})
     if row.group == "qlora7b" and (failure := build_7b(bench)):
         return base | failure
     if row.needs_cuda and not bench.cuda:
@@ -519,7 +530,7 @@ def run_row(bench: Bench, name: str) -> dict[str, Any]:
     run_dir = bench.work / "runs" / name
     shutil.rmtree(run_dir, ignore_errors=True)  # this bench's own scratch folder for the row, not a user's
     run_dir.mkdir(parents=True)
-    env = dict(os.environ)
+    env = dict(os.environ) | dict(row.env)
     if bench.fresh_compile_cache:
         env["TORCHINDUCTOR_CACHE_DIR"] = str(run_dir / "inductor-cache")
     # torch's default cache folder; an earlier flex row of this machine leaves compiled kernels there
