@@ -92,7 +92,10 @@ def chunked_causal_lm_loss(
 def supports_chunked_loss(model: Any) -> bool:
     """Whether the head is a plain bias-free Linear after the backbone's last hidden state (LLaMA, Qwen2,
     Mistral, BLOOM, Falcon...): then the loss needs nothing but its weight. Soft-capped or scaled logits
-    (Gemma 2, Cohere...) keep the model's own loss."""
+    (Gemma 2, Cohere...) keep the model's own loss, and so does a model folder's own code (trust_remote_code):
+    what its backbone returns is its own (ChatGLM's hidden states are sequence-first)."""
+    if type(model).__module__.startswith("transformers_modules."):
+        return False
     head = model.get_output_embeddings()
     config = model.config.get_text_config()
     scaled = any(getattr(config, name, None) not in (None, 1.0) for name in

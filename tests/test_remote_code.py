@@ -128,6 +128,7 @@ def test_lora_sft_trains_the_family_default_targets(family, adapters):
     assert all(v.abs().max() > 0 for v in lora_b.values())  # B starts at zero: both trained
     resolved = json.loads((out / "run_manifest.json").read_text())["config"]
     assert resolved["trust_remote_code"] is True and resolved["model_type"] is None
+    assert resolved["_resolved"]["loss"] == "model's own"  # its backbone's output layout is its own code's
 
 
 def test_merged_folder_loads_and_generates_like_base_plus_adapter(standins, adapters, dev_file, tmp_path):
