@@ -17,9 +17,14 @@ family's special tokens; tests/test_template_real.py and tests/test_template_par
   piece is tokenised on its own (a byte-level BPE could merge across the boundary), so where a
   SentencePiece tokenizer would put its dummy-prefix space marker in front of every piece, a piece that
   continues a text is tokenised as a continuation (`encode_piece`): `[/INST] ▁Hello`, never `▁▁Hello`.
-  Known exception: a prompt that ends with a space (`belle`, `default`, `xverse`: "Assistant: ") keeps that
-  space as a token of its own, where a whole-text tokenisation merges it into the answer's first word
-  (" Hello"); changing it would change the tokens BELLE-format runs train on, so it is left and asserted.
+- No prompt piece ends with a space. Every tokenizer we meet glues a space to the word after it
+  (SentencePiece `▁Hello`, byte-level BPE ` Hello`), so a whole-text tokenisation of "Assistant: Hello" has
+  no token boundary after the space. Where the official format writes "Assistant: " + answer (`belle`,
+  `default`, `xverse`, like `vicuna`, `deepseek`, `falcon`), the prompt piece ends at "Assistant:" and the
+  answer piece is " " + answer: the ids are the whole text's, and the space is trained with the answer
+  (it is part of the answer's first token; where a tokenizer keeps it apart, as before a digit, the model
+  must still write it, since the generation prompt ends at "Assistant:"). A prompt ending in a space would
+  give `▁` + `Hello` instead, a split no pre-trained model has seen.
 - Empty and absent system prompts are the same: `""` (an alpaca record's `"system": ""`, a ShareGPT or
   OpenAI record's empty system turn) and `None` both give the template's default system prompt, or no
   system block when it has none, exactly as the official chat templates render a conversation without a
@@ -154,8 +159,8 @@ TEMPLATES: dict[str, Template] = {
             "The repo's neutral plain-text format for base models with no chat format of their own "
             "(no official source; `System:`/`Human:`/`Assistant:` lines).",
             system="System: {content}\n",
-            user="Human: {content}\nAssistant: ",
-            assistant="{content}{eos}",
+            user="Human: {content}\nAssistant:",
+            assistant=" {content}{eos}",
             turn_separator="\n",
         ),  # fmt: skip
         _t(
@@ -182,9 +187,10 @@ TEMPLATES: dict[str, Template] = {
         _t(
             "belle",
             "BELLE, github.com/LianjiaTech/BELLE train/ (README data format and sft_train.py): "
-            "`Human: {q}\\n\\nAssistant: ` + answer + eos per turn..",
-            user="Human: {content}\n\nAssistant: ",
-            assistant="{content}{eos}",
+            "`Human: {q}\\n\\nAssistant: ` + answer + eos per turn; the space after `Assistant:` opens the "
+            "answer (module docstring).",
+            user="Human: {content}\n\nAssistant:",
+            assistant=" {content}{eos}",
         ),  # fmt: skip
         _t(
             "llama2",
@@ -411,9 +417,10 @@ TEMPLATES: dict[str, Template] = {
         ),  # fmt: skip
         _t(
             "xverse",
-            "XVERSE-13B-Chat model card: `Human: q\\n\\nAssistant: a` + eos (<|endoftext|>).",
-            user="Human: {content}\n\nAssistant: ",
-            assistant="{content}{eos}",
+            "XVERSE-13B-Chat model card: `Human: q\\n\\nAssistant: a` + eos (<|endoftext|>); the space after "
+            "`Assistant:` opens the answer, as in `belle`.",
+            user="Human: {content}\n\nAssistant:",
+            assistant=" {content}{eos}",
         ),  # fmt: skip
         _t(
             "chatglm2",

@@ -158,7 +158,7 @@ def test_inspection_counts_and_marks_trained_tokens(tiny_llama):
     example = encode_conversation(get_template("belle"), tokenizer, messages)
     assert (
         mark_trained(example, tokenizer)
-        == "<s>Human: Hi\n\nAssistant: 【Hello!</s>】Human: 2+2?\n\nAssistant: 【4</s>】"
+        == "<s>Human: Hi\n\nAssistant:【 Hello!</s>】Human: 2+2?\n\nAssistant:【 4</s>】"
     )
     [row] = inspect_conversations([{"messages": messages, "_source": "x"}], tokenizer, "belle", cutoff_len=10)
     trained = sum(label != -100 for label in example["labels"])

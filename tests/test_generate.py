@@ -59,7 +59,7 @@ def test_one_line_per_dev_example_in_order(base_predictions: Path) -> None:
     for prediction, record in zip(predictions, DEV_RECORDS, strict=True):
         assert set(prediction) == {"input", "predict", "target"}
         query = record["instruction"] + (f"\n{record['input']}" if record.get("input") else "")
-        assert prediction["input"] == f"Human: {query}\n\nAssistant: "  # BELLE's prompt, the default template
+        assert prediction["input"] == f"Human: {query}\n\nAssistant:"  # BELLE's prompt, the default template
         assert prediction["target"] == record.get("output", "")
         assert isinstance(prediction["predict"], str)
     assert any(p["predict"] for p in predictions), "a random model still generates something"

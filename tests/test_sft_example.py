@@ -38,10 +38,13 @@ def tokenizer(request, tiny_models):
 
 
 def expected_parts(tokenizer, record=RECORD, prompt=PROMPT):
+    """Prompt + answer tokenised as one text, split after "Assistant:": the space after it is glued to the
+    answer's first word (" The"), so it is trained with the answer (common/templates.py)."""
     bos = [tokenizer.bos_token_id] if "llama" in tokenizer.name_or_path else []  # LLaMA adds bos, BLOOM not
-    prompt_ids = bos + tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(record["output"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    return prompt_ids, answer_ids
+    whole = tokenizer(prompt + record["output"], add_special_tokens=False)["input_ids"]
+    head = tokenizer(prompt.rstrip(" "), add_special_tokens=False)["input_ids"]
+    assert whole[: len(head)] == head
+    return bos + head, whole[len(head) :] + [tokenizer.eos_token_id]
 
 
 def test_ids_and_label_mask_are_exact(tokenizer):
@@ -50,9 +53,10 @@ def test_ids_and_label_mask_are_exact(tokenizer):
     assert example["input_ids"] == prompt_ids + answer_ids
     assert example["labels"] == [IGNORE_INDEX] * len(prompt_ids) + answer_ids
     assert example["attention_mask"] == [1] * len(example["input_ids"])
-    # What is trained decodes to exactly the answer followed by one eos, and nothing of the prompt.
+    # What is trained decodes to exactly the answer (with the space before it) followed by one eos, and
+    # nothing else of the prompt.
     trained = [t for t in example["labels"] if t != IGNORE_INDEX]
-    assert tokenizer.decode(trained) == RECORD["output"] + tokenizer.eos_token
+    assert tokenizer.decode(trained) == " " + RECORD["output"] + tokenizer.eos_token
 
 
 def test_train_on_inputs_trains_every_token(tokenizer):

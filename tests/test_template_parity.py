@@ -11,11 +11,13 @@ import pytest
 from test_template_real import (
     CASES,
     FIXTURES,
+    HUMAN_ASSISTANT,
     LLAMA3_PATTERN,
     LLAMA3_SPECIALS,
     QWEN_PATTERN,
     QWEN_SPECIALS,
     check,
+    human_assistant_reference,
     labels_of,
     package_file,
     tiktoken_tokenizer,
@@ -121,6 +123,37 @@ def test_qwen_is_the_qwen25_chat_format(case, qwen_tok, qwen_tiktoken):
     if not system:  # Qwen2.5's own default system prompt, also for an empty one
         assert qwen_tok.decode(ids).startswith(f"<|im_start|>system\n{QWEN25_SYSTEM}<|im_end|>\n")
     assert encode_conversation("tokenizer", qwen_tok, messages, system, cutoff_len=4096) == example
+
+
+# ---- "Assistant: " + answer (belle, xverse, default) on byte-level BPE ---------------------------------
+
+DIGIT_CASE = ("digit", None, [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}])
+
+
+@pytest.mark.parametrize("vocab", ["llama3", "qwen"])
+@pytest.mark.parametrize("name", sorted(HUMAN_ASSISTANT))
+@pytest.mark.parametrize("case", [*CASES, DIGIT_CASE], ids=[c[0] for c in [*CASES, DIGIT_CASE]])
+def test_human_assistant_is_the_whole_text_on_byte_level_bpe(
+    case, name, vocab, llama3_tok, qwen_tok, qwen_tiktoken
+):
+    """On tiktoken vocabularies the space after `Assistant:` is glued to a word (` Hello`, ` 当`) and stands
+    alone before a digit (both pre-tokenizers keep digits to themselves); either way the ids are the whole
+    text's and the space is trained with the answer, since generation starts right after `Assistant:`."""
+    _, system, messages = case
+    if vocab == "llama3":
+        tokenizer = llama3_tok
+        encode = functools.partial(
+            llama_models_formatter().tokenizer.encode, bos=False, eos=False, allowed_special="all"
+        )
+    else:
+        tokenizer, encode = qwen_tok, qwen_tiktoken
+    ids, spans = human_assistant_reference(name, encode, tokenizer.eos_token_id, system, messages)
+    example = encode_conversation(get_template(name), tokenizer, messages, system, cutoff_len=4096)
+    check(example, ids, labels_of(ids, spans), tokenizer)
+    whole = tokenizer.decode(ids)
+    assert encode(whole) == ids and "Assistant: " in whole  # one text, tokenised at once
+    first = tokenizer.decode(spans[0][:1])
+    assert first.startswith(" ") and (first == " ") == (case is DIGIT_CASE)
 
 
 WEATHER = {

@@ -22,6 +22,7 @@ import pytest
 from common.templates import (
     IGNORE_INDEX,
     encode_conversation,
+    encode_generation_prompt,
     get_template,
 )
 
@@ -253,6 +254,64 @@ def test_vicuna_is_fastchats_whole_conversation(llama_tok, sp_v1):
         spans.append([*whole[len(prompt) :], sp_v1.eos_id()])
     example = encode_conversation(get_template("vicuna"), llama_tok, TURNS, None, cutoff_len=4096)
     check(example, ids, labels_of(ids, spans), llama_tok)
+
+
+# ---- "Assistant: " + answer tokenised whole: belle, xverse, default --------------------------------
+
+# Each official layout written out here, not taken from common/templates.py: (system block, user turn with its
+# "Assistant: ", text between an answer's eos and the next turn).
+HUMAN_ASSISTANT = {
+    "belle": ("{system}\n\n", "Human: {q}\n\nAssistant: {a}", ""),
+    "xverse": ("{system}\n\n", "Human: {q}\n\nAssistant: {a}", ""),
+    "default": ("System: {system}\n", "Human: {q}\nAssistant: {a}", "\n"),
+}
+
+
+def human_assistant_reference(name, encode, eos_id, system, messages) -> tuple[list[int], list[list[int]]]:
+    """Each turn's official text tokenised whole by `encode` (a text ends at eos, as the LLaMA tokenizer splits
+    at </s> and tiktoken at every special token), then eos. The trained span of a turn starts right after
+    `Assistant:`, asserted to be a token boundary of the whole text; the space after it has none (it is
+    glued to the answer's first word), so it is the span's first token or part of it."""
+    system_block, turn, between = HUMAN_ASSISTANT[name]
+    ids, spans = [], []
+    for i in range(0, len(messages), 2):
+        text = (system_block.format(system=system) if i == 0 and system else "") + (between if i else "")
+        text += turn.format(q=messages[i]["content"], a=messages[i + 1]["content"])
+        head = encode(text[: text.index("Assistant:") + len("Assistant:")])
+        whole = encode(text)
+        assert whole[: len(head)] == head, "no token boundary after 'Assistant:'"
+        ids += [*whole, eos_id]
+        spans.append([*whole[len(head) :], eos_id])
+    return ids, spans
+
+
+@pytest.mark.parametrize("name", sorted(HUMAN_ASSISTANT))
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_human_assistant_is_the_whole_text_on_sentencepiece(case, name, llama_tok, sp_v1):
+    """The ids are the official text tokenised whole (`Assistant:` then `▁Hello`, not `▁` + `Hello`), and the
+    labels train each answer from the token after `Assistant:` on, its eos included."""
+    _, system, messages = case
+    ids, spans = human_assistant_reference(name, sp_v1.encode, sp_v1.eos_id(), system, messages)
+    ids = [sp_v1.bos_id(), *ids]
+    example = encode_conversation(get_template(name), llama_tok, messages, system, cutoff_len=4096)
+    check(example, ids, labels_of(ids, spans), llama_tok)
+
+
+def test_belle_answer_starts_with_the_space_glued_to_its_first_word(llama_tok):
+    """Issue #13's BELLE case written out, ids and labels literal: the answer's first token is `▁Hello`
+    (22557); the prompt used to end with a lone `▁` (28705) and the answer began with `Hello` (16230),
+    a split that the whole-text tokenisation never makes. The generation prompt ends at `:`."""
+    template = get_template("belle")
+    example = encode_conversation(template, llama_tok, TURNS[:2], None, cutoff_len=4096)
+    assert llama_tok.convert_ids_to_tokens(example["input_ids"]) == [
+        "<s>", "\u2581Human", ":", "\u2581Hi", "\u2581there", "<0x0A>", "<0x0A>", "Ass", "istant", ":",
+        "\u2581Hello", "!", "\u2581How", "\u2581can", "\u2581I", "\u2581help", "?", "</s>",
+    ]  # fmt: skip
+    answer = [22557, 28808, 1602, 541, 315, 1316, 28804, 2]
+    prompt = [1, 10649, 28747, 15359, 736, 13, 13, 7226, 11143, 28747]
+    assert example["input_ids"] == prompt + answer
+    assert example["labels"] == [IGNORE_INDEX] * len(prompt) + answer
+    assert encode_generation_prompt(template, llama_tok, TURNS[:1]) == prompt
 
 
 # ---- Mistral: mistral_common is the reference -----------------------------------------------------

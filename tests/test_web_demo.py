@@ -49,7 +49,7 @@ def test_a_message_gets_a_streamed_answer_in_the_page(demo: str, browser, tmp_pa
     temperature = browser.find_element(By.ID, "temperature")
     temperature.clear()
     temperature.send_keys("0")
-    browser.find_element(By.ID, "message").send_keys("why?")
+    browser.find_element(By.ID, "message").send_keys("why not?")
     browser.find_element(By.ID, "send").click()
     answer = WebDriverWait(browser, 120).until(
         lambda d: d.find_element(By.CSS_SELECTOR, ".turn.assistant[data-done='true']")
@@ -57,10 +57,10 @@ def test_a_message_gets_a_streamed_answer_in_the_page(demo: str, browser, tmp_pa
     screenshot = tmp_path / "web_demo.png"
     browser.save_screenshot(str(screenshot))
 
-    expected = httpx.post(f"{demo}/chat", json={"messages": [{"role": "user", "content": "why?"}],
+    expected = httpx.post(f"{demo}/chat", json={"messages": [{"role": "user", "content": "why not?"}],
                                                 "temperature": 0, "max_tokens": 12}, timeout=60).text  # fmt: skip
     assert expected.strip(), "the tiny model says something visible to this question"
     assert answer.text == expected.strip()  # the DOM drops the whitespace at the ends of a block
     assert int(answer.get_attribute("data-chunks")) > 1, "the answer arrived in pieces"
-    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".turn.user")] == ["why?"]
+    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".turn.user")] == ["why not?"]
     assert screenshot.stat().st_size > 5000 and screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
