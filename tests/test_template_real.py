@@ -2,15 +2,17 @@
 
 The tokenizer files come from packages on the package index (requirements.txt, "test-only"):
 mistral_common ships Mistral's SentencePiece models (v1 = the LLaMA-1/2 style 32k vocabulary, v3 with
-control tokens), llama-models ships the Llama 3 tiktoken model, dashscope ships qwen.tiktoken. The references
-are the official code paths, never our own code: Meta's Llama 2 generation.py layout encoded with the
-sentencepiece library, Stanford Alpaca / FastChat's whole-text tokenisation, mistral_common's instruct
-tokenizers, llama-models' ChatFormat, and for Qwen2.5 its chat template (a Jinja fixture written from the
-model card's format) tokenised by tiktoken. Converted tiktoken vocabularies are cached under .cache/.
+control tokens) and Tekken, llama-models ships the Llama 3 and Llama 4 tiktoken models, dashscope ships
+qwen.tiktoken. The references are the official code paths, never our own code: Meta's Llama 2 generation.py
+layout encoded with the sentencepiece library, Stanford Alpaca / FastChat's whole-text tokenisation (and
+BELLE's), mistral_common's instruct tokenizers (SentencePiece and Tekken), llama-models' Llama 3 and Llama 4
+ChatFormat, and for Qwen2.5 its chat template (a Jinja fixture written from the model card's format)
+tokenised by tiktoken. Converted tiktoken and Tekken vocabularies are cached under .cache/.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -317,21 +319,31 @@ def test_belle_answer_starts_with_the_space_glued_to_its_first_word(llama_tok):
 # ---- Mistral: mistral_common is the reference -----------------------------------------------------
 
 
-def mistral_common_reference(model_file: Path, system, messages) -> tuple[list[int], list[list[int]]]:
-    """mistral_common's own encoding of the conversation (its last answer continued, then eos), and each
-    answer's tokens + eos as its instruct tokenizer encodes an assistant message."""
-    from mistral_common.protocol.instruct.messages import AssistantMessage, SystemMessage, UserMessage
-    from mistral_common.protocol.instruct.request import ChatCompletionRequest
+@functools.cache
+def mistral_tokenizer(model_file: Path):
     from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
-    tokenizer = MistralTokenizer.from_file(str(model_file))
+    return MistralTokenizer.from_file(str(model_file))
+
+
+def mistral_common_tokens(model_file: Path, system, messages, continue_final: bool) -> list[int]:
+    """mistral_common's encoding of a chat request: the conversation with its last answer continued
+    (no eos), or, for a request ending with a user turn, the prompt the model continues from."""
+    from mistral_common.protocol.instruct.messages import AssistantMessage, SystemMessage, UserMessage
+    from mistral_common.protocol.instruct.request import ChatCompletionRequest
+
     chat = [SystemMessage(content=system)] if system else []
     chat += [UserMessage(content=m["content"]) if m["role"] == "user" else AssistantMessage(content=m["content"])
              for m in messages]  # fmt: skip
-    tokens = tokenizer.encode_chat_completion(
-        ChatCompletionRequest(messages=chat, continue_final_message=True)
-    ).tokens
-    raw = tokenizer.instruct_tokenizer.tokenizer
+    request = ChatCompletionRequest(messages=chat, continue_final_message=continue_final)
+    return mistral_tokenizer(model_file).encode_chat_completion(request).tokens
+
+
+def mistral_common_reference(model_file: Path, system, messages) -> tuple[list[int], list[list[int]]]:
+    """mistral_common's own encoding of the conversation (its last answer continued, then eos), and each
+    answer's tokens + eos as its instruct tokenizer encodes an assistant message."""
+    tokens = mistral_common_tokens(model_file, system, messages, continue_final=True)
+    raw = mistral_tokenizer(model_file).instruct_tokenizer.tokenizer
     eos = raw.eos_id
     spans = [
         [*raw.encode(m["content"], bos=False, eos=False), eos] for m in messages if m["role"] == "assistant"
@@ -365,3 +377,122 @@ def test_mistral_v3_is_mistral_common(case, mistral_v3_tok):
         get_template("mistral_v3"), mistral_v3_tok, messages, system, cutoff_len=4096
     )
     check(example, ids, labels_of(ids, spans), mistral_v3_tok)
+
+
+# The Tekken vocabularies mistral_common ships: Mistral-Nemo-2407's and Pixtral-2409's. Ministral-8B-2410's own
+# tekken.json is not among them; the format under test (mistral_common's V3 instruct encoding on Tekken) is the same.
+TEKKEN = ["tekken_240718.json", "tekken_240911.json"]
+
+
+@pytest.fixture(scope="module", params=TEKKEN)
+def tekken(request, tmp_path_factory):
+    """(tekken file, HF tokenizer): transformers' own tekken converter, given the special tokens that these
+    older files leave to mistral_common (its list, copied into the file), and bos in front of a text as in
+    the model's tokenizer.json. Cached under .cache/ like the tiktoken conversions."""
+    from mistral_common.tokens.tokenizers.tekken import Tekkenizer
+    from tokenizers import Tokenizer, processors
+    from transformers import PreTrainedTokenizerFast
+    from transformers.integrations.mistral import MistralConverter
+
+    model = package_file("mistral_common", f"data/{request.param}")
+    cached = CACHE / f"{model.stem}-{hashlib.sha256(model.read_bytes()).hexdigest()[:16]}.json"
+    if cached.is_file():
+        backend = Tokenizer.from_file(str(cached))
+    else:
+        raw = json.loads(model.read_text())
+        raw["special_tokens"] = [
+            {**s, "token_str": str(s["token_str"].value)} for s in Tekkenizer.DEPRECATED_SPECIAL_TOKENS
+        ]
+        copy = tmp_path_factory.mktemp("tekken") / "tekken.json"
+        copy.write_text(json.dumps(raw))
+        backend = MistralConverter(vocab_file=str(copy)).converted()
+        CACHE.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
+        backend.save(str(partial))
+        os.replace(partial, cached)
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    assert tokenizer.convert_tokens_to_ids(["<s>", "</s>", "[INST]", "[/INST]"]) == [1, 2, 3, 4]
+    return model, tokenizer
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_ministral_is_mistral_common_on_tekken(case, tekken):
+    """Ministral / Mistral-Nemo: `[INST]q[/INST]a</s>` with no spaces on the Tekken vocabulary, the system
+    prompt in the LAST user turn; the generation prompt is mistral_common's request without the answer."""
+    model, tokenizer = tekken
+    _, system, messages = case
+    ids, spans = mistral_common_reference(model, system, messages)
+    example = encode_conversation(get_template("ministral"), tokenizer, messages, system, cutoff_len=4096)
+    check(example, ids, labels_of(ids, spans), tokenizer)
+    prompt = mistral_common_tokens(model, system, messages[:-1], continue_final=False)
+    assert encode_generation_prompt(get_template("ministral"), tokenizer, messages[:-1], system) == prompt
+    assert example["input_ids"][: len(prompt)] == prompt
+
+
+# ---- Llama 4: llama-models' ChatFormat is the reference -------------------------------------------
+
+
+@functools.cache
+def llama4_chat_format():
+    """llama-models' Llama 4 ChatFormat over its tokenizer. Its module imports the image transforms, which
+    need torchvision; text never reaches them, so without torchvision they are stubbed for the import."""
+    import importlib.util
+    import sys
+    import types
+    from unittest import mock
+
+    from llama_models.llama4.tokenizer import Tokenizer
+
+    stubs = {}
+    if importlib.util.find_spec("torchvision") is None:
+        stub = types.ModuleType("llama_models.llama4.preprocess")
+        stub.ResizeNormalizeImageTransform = stub.VariableSizeImageTransform = None
+        stubs["llama_models.llama4.preprocess"] = stub
+    with mock.patch.dict(sys.modules, stubs):
+        from llama_models.llama4.chat_format import ChatFormat
+    return ChatFormat(Tokenizer(package_file("llama_models", "llama4/tokenizer.model")))
+
+
+@pytest.fixture(scope="module")
+def llama4_tok():
+    from llama_models.llama4.tokenizer import BASIC_SPECIAL_TOKENS, LLAMA4_SPECIAL_TOKENS, Tokenizer
+
+    specials = BASIC_SPECIAL_TOKENS + LLAMA4_SPECIAL_TOKENS
+    specials += [
+        f"<|reserved_special_token_{i}|>"
+        for i in range(Tokenizer.num_reserved_special_tokens - len(specials))
+    ]
+    tokenizer = tiktoken_tokenizer(package_file("llama_models", "llama4/tokenizer.model"), Tokenizer.O200K_PATTERN,
+                                   specials, bos_token="<|begin_of_text|>", eos_token="<|eot|>")  # fmt: skip
+    reference = llama4_chat_format().tokenizer.special_tokens
+    assert all(
+        tokenizer.convert_tokens_to_ids(t) == reference[t]
+        for t in ("<|begin_of_text|>", "<|eot|>", "<|header_start|>")
+    )
+    return tokenizer
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_llama4_is_llama_models_chat_format(case, llama4_tok):
+    """bos, then each message as ChatFormat.encode_message encodes it (header, text, <|eot|>); the trained
+    spans are each answer after its header, <|eot|> included; the generation prompt is encode_dialog_prompt."""
+    from llama_models.datatypes import RawMessage, ToolPromptFormat
+
+    _, system, messages = case
+    formatter = llama4_chat_format()
+    header = formatter._encode_header("assistant")
+    chat = [RawMessage(**m) for m in ([{"role": "system", "content": system}] if system else []) + messages]
+    ids, spans = [formatter.tokenizer.bos_id], []
+    for message in chat:
+        tokens, _ = formatter.encode_message(message, ToolPromptFormat.json)
+        ids += tokens
+        if message.role == "assistant":
+            assert tokens[: len(header)] == header
+            spans.append(tokens[len(header) :])
+    example = encode_conversation(get_template("llama4"), llama4_tok, messages, system, cutoff_len=4096)
+    check(example, ids, labels_of(ids, spans), llama4_tok)
+    prompt = formatter.encode_dialog_prompt(chat[:-1]).tokens
+    assert encode_generation_prompt(get_template("llama4"), llama4_tok, messages[:-1], system) == prompt
