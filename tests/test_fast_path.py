@@ -123,6 +123,30 @@ def test_qlora_pair_stages_train_the_adapter_on_a_4bit_base(tmp_path, tiny_llama
         assert not (out / "ref").exists()
 
 
+STAGE_ARGS = {  # a few short steps of each newer stage on its shipped sample data
+    "kto": ["--batch_size", "4", "--per_device_train_batch_size", "4", "--val_set_size", "0", "--cutoff_len", "96"],
+    # GRPO learns only from groups whose rewards differ: test_train_grpo.py's toy rule (a completion holding
+    # an "a") gives such groups from the start; the default rules give a random model all-equal ones
+    "grpo": ["--dataset", "sample_math", "--max_samples", "16", "--num_generations", "8", "--max_new_tokens", "4",
+             "--batch_size", "16", "--per_device_train_batch_size", "16", "--reward_funcs", "answer_format",
+             "--answer_pattern", "(a)", "--kl_coef", "0", "--seed", "3"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("stage", ["kto", "grpo"])
+def test_qlora_kto_and_grpo_train_the_adapter_on_a_4bit_base(tmp_path, tiny_llama, stage):
+    out = tmp_path / f"{stage}-qlora"
+    result = run_script(PYTHON, f"scripts/train_{stage}.py", "--model_name_or_path", str(tiny_llama),
+                        "--output_dir", str(out), "--use_lora", "--quantization_bit", "4", "--max_steps", "2",
+                        "--learning_rate", "5e-3", "--logging_steps", "1", *STAGE_ARGS[stage])  # fmt: skip
+    assert "quantised to 4 bits" in result.stderr
+    adapter = load_file(str(out / "adapter_model.safetensors"))
+    lora_b = [t for name, t in adapter.items() if "lora_B" in name]
+    assert lora_b and all(t.abs().sum() > 0 for t in lora_b)  # LoRA's B starts at zero: these trained
+    assert all(t.dtype == torch.float32 for t in adapter.values())
+    assert json.loads((out / f"{stage}_config.json").read_text())["quantization_bit"] == 4
+
+
 def test_qlora_refused_without_lora_and_packing_refused_for_pairs():
     for script, args in (
         ("finetune.py", ["--quantization_bit", "4"]),
