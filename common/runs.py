@@ -315,9 +315,11 @@ def load_torch_state(path: Path, map_location: Any = "cpu") -> Any:
 
 @contextlib.contextmanager
 def deepspeed_loads_weights_only() -> Iterator[None]:
-    """DeepSpeed's engine reads its checkpoint files with torch.load(weights_only=False), which would run any
-    code a replaced file holds. While this is active its loader is ours: weights_only=True, allowing only
-    the loss scaler, ZeRO stage enum and fragment-address records that its optimizer state contains."""
+    """DeepSpeed reads its checkpoint files with torch.load(weights_only=False), which would run any code a
+    replaced file holds: its engine, its universal-checkpoint loader and converter (ds_to_universal). While
+    this is active every torch.load is weights_only=True, allowing only the loss scaler, ZeRO stage enum and
+    fragment-address records that its optimizer state contains. (The converter's worker processes are forked,
+    so they inherit this.)"""
     import torch
     from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
     from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
@@ -325,17 +327,60 @@ def deepspeed_loads_weights_only() -> Iterator[None]:
     from deepspeed.utils.tensor_fragment import fragment_address
 
     allowed = [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+    original_torch_load = torch.load
+
+    def weights_only_torch_load(file: Any, map_location: Any = None, *args: Any, **kwargs: Any) -> Any:
+        import pickle
+
+        kwargs["weights_only"] = True
+        try:
+            with torch.serialization.safe_globals(allowed):
+                return original_torch_load(file, map_location, *args, **kwargs)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
+            first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            name = Path(file) if isinstance(file, str | os.PathLike) else file
+            raise RunError(f"refusing to load {name}: not a plain tensor/state file ({first[:200]})") from None
 
     def safe_load(self: Any, path: str, map_location: Any = None) -> Any:
-        with torch.serialization.safe_globals(allowed):
-            return load_torch_state(Path(path), map_location)
+        return weights_only_torch_load(path, map_location)
 
-    original = TorchCheckpointEngine.load
-    TorchCheckpointEngine.load = safe_load
+    original_engine_load = TorchCheckpointEngine.load
+    TorchCheckpointEngine.load, torch.load = safe_load, weights_only_torch_load
     try:
         yield
     finally:
-        TorchCheckpointEngine.load = original
+        TorchCheckpointEngine.load, torch.load = original_engine_load, original_torch_load
+
+
+def zero_checkpoint_world_size(checkpoint: Path) -> int | None:
+    """How many processes wrote the DeepSpeed ZeRO optimizer state in `checkpoint` (one shard each); None when
+    it holds none (no engine files: a run without DeepSpeed)."""
+    tag_file = checkpoint / "latest"  # DeepSpeed's pointer to its tag folder, global_stepN
+    if not tag_file.is_file():
+        return None
+    shards = list((checkpoint / tag_file.read_text().strip()).glob("*zero_pp_rank_*_optim_states.pt"))
+    return len(shards) or None
+
+
+def convert_to_universal_checkpoint(checkpoint: Path) -> Path:
+    """Rewrite the ZeRO state of `checkpoint` (sharded over the processes that saved it) in DeepSpeed's
+    universal format, one folder per parameter, which any number of processes can load (`load_universal`).
+    Converted afresh each time, weights-only: an earlier conversion is not in the checkpoint's manifest, so
+    nothing vouches for it. Returns the universal folder (beside it, `latest_universal` names it)."""
+    import argparse
+
+    from deepspeed.checkpoint.ds_to_universal import main as ds_to_universal
+
+    tag = (checkpoint / "latest").read_text().strip()
+    target = checkpoint / f"{tag}_universal"
+    shutil.rmtree(target, ignore_errors=True)
+    arguments = argparse.Namespace(input_folder=str(checkpoint / tag), output_folder=str(target),
+                                   num_extract_workers=1, num_merge_workers=1, keep_temp_folder=False, strict=True,
+                                   inject_missing_state=True)  # fmt: skip
+    with deepspeed_loads_weights_only():
+        ds_to_universal(arguments)
+    (checkpoint / "latest_universal").write_text(target.name)
+    return target
 
 
 def valid_json(path: Path) -> bool:
@@ -882,6 +927,21 @@ def whole_run_metrics(state: Any, start: ResumePoint, metrics: dict[str, Any]) -
     return result
 
 
+def resume_zero_state_on(trainer: Any, checkpoint: Path) -> None:
+    """Resume a ZeRO checkpoint saved by another number of processes: DeepSpeed's own shards fit only the
+    process count that wrote them, so the main process converts them to the universal format (every rank
+    waits) and the engine is told to load that (`checkpoint.load_universal`, read when train() builds it)."""
+    saved = zero_checkpoint_world_size(checkpoint)
+    if saved is None or saved == trainer.args.world_size:
+        return
+    if trainer.args.should_save:
+        logger.info("%s was saved by %d processes, this run has %d: converting its ZeRO state to DeepSpeed's "
+                    "universal checkpoint", checkpoint, saved, trainer.args.world_size)  # fmt: skip
+        convert_to_universal_checkpoint(checkpoint)
+    _barrier()
+    trainer.accelerator.state.deepspeed_plugin.deepspeed_config.setdefault("checkpoint", {})["load_universal"] = True
+
+
 class TrainerRunGuard:
     """What a Trainer-based script adds to its run: `callbacks` for the Trainer (step timer, signal stop,
     checkpoint manifest), `train(trainer)` in place of `trainer.train(...)`, `record_train_metrics(...)`."""
@@ -909,6 +969,13 @@ class TrainerRunGuard:
         for param in trainer.model.parameters():
             if param.requires_grad and param.dtype != torch.float32:
                 param.data = param.data.float()
+        if trainer.args.fsdp and not trainer.is_fsdp_enabled:
+            # accelerate 1.15 (state.py, AcceleratorState.__init__) keeps an FSDP plugin only for GPU-type process
+            # groups (CUDA, XPU, NPU, ...): on CPU (gloo) it drops it without a word and trains plain DDP.
+            raise RunError("fsdp_config is set, but accelerate did not turn FSDP on for this run (it shards only on "
+                           "GPU-type devices; here it would have trained unsharded, as plain DDP); nothing was trained")  # fmt: skip
+        if trainer.is_deepspeed_enabled and self.checkpoint:
+            resume_zero_state_on(trainer, Path(self.checkpoint))
         # DeepSpeed reads its engine files itself, with full unpickling: weights-only while we train.
         engine_loading = deepspeed_loads_weights_only() if trainer.is_deepspeed_enabled else contextlib.nullcontext()
         try:

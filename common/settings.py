@@ -267,6 +267,9 @@ class RunSettings(Settings):
     deepspeed: str | None = config_field(
         None, "DeepSpeed JSON config (e.g. run_config/deepspeed_config.json)"
     )
+    fsdp_config: str | None = config_field(
+        None, "FSDP2 JSON config (run_config/fsdp2.json): torch's fully_shard through accelerate; launch with torchrun"
+    )
     resume_from_checkpoint: str | None = config_field(
         None, "true: newest complete checkpoint of this run in output_dir; or a checkpoint folder"
     )
@@ -286,6 +289,11 @@ class RunSettings(Settings):
             raise ConfigError("fp16 and bf16 are both true; choose one")
         if self.report_to not in ("none", "wandb"):
             raise ConfigError(f"report_to must be none or wandb, got {self.report_to!r}")
+        if self.deepspeed and self.fsdp_config:
+            raise ConfigError("deepspeed and fsdp_config are two ways to shard the same training; choose one")
+        if self.fsdp_config and world_size() < 2:
+            raise ConfigError("fsdp_config shards the model over several processes: launch with "
+                              "torchrun --nproc_per_node=N (N >= 2)")  # fmt: skip
         if self.deepspeed and getattr(self, "quantization_bit", None):
             raise ConfigError("quantization_bit (QLoRA) under DeepSpeed is not supported here: train QLoRA "
                               "with torchrun or on one GPU, or drop quantization_bit")  # fmt: skip

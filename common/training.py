@@ -54,13 +54,13 @@ class PreferenceTrainingConfig(
                               "TRL's preference pairs")  # fmt: skip
 
 
-def zero3_sampling_refusal(stage: str) -> str:
-    """Why the stages that sample their own training data (PPO, GRPO) refuse ZeRO-3, in one error line."""
-    return (f"ZeRO-3 is refused for {stage}: its rollouts sample token by token with generate(), and under ZeRO-3 "
-            "each decoding step would all-gather every layer's weight shards again (max_new_tokens gathers of the "
-            "whole model per rollout), or the whole model would be gathered onto each GPU for the rollout, the "
-            "memory ZeRO-3 exists to save. Use ZeRO-2 (run_config/deepspeed_config.json), or LoRA/QLoRA under "
-            "torchrun")  # fmt: skip
+def sharded_sampling_refusal(stage: str, sharding: str) -> str:
+    """Why the stages that sample their own training data (PPO, GRPO) refuse ZeRO-3 and FSDP2, in one line."""
+    return (f"{sharding} is refused for {stage}: its rollouts sample token by token with generate(), and under "
+            f"{sharding} each decoding step would all-gather every layer's weight shards again (max_new_tokens "
+            "gathers of the whole model per rollout), or the whole model would be gathered onto each GPU for the "
+            f"rollout, the memory {sharding} exists to save. Use ZeRO-2 (run_config/deepspeed_config.json), or "
+            "LoRA/QLoRA under torchrun")  # fmt: skip
 
 
 def resolved_settings(config: Any, precision: str, **more: Any) -> dict[str, Any]:
@@ -155,6 +155,8 @@ def trainer_arguments(
         seed=run.seed,
         data_seed=run.seed,
         deepspeed=run.deepspeed,
+        fsdp=True if run.fsdp_config else None,
+        fsdp_config=run.fsdp_config,
         report_to=[] if run.report_to == "none" else [run.report_to],
         run_name=run.run_name or output_dir.name,
         ddp_find_unused_parameters=False,

@@ -181,10 +181,10 @@ class GRPOStageConfig(
         if self.quantization_bit and self.adapter_name_or_path:
             raise ConfigError("quantization_bit with adapter_name_or_path: merge the SFT adapter first "
                               "(scripts/merge_lora.py), then train a new QLoRA adapter on the merged model")  # fmt: skip
-        if self.zero_stage() == 3:
-            from common.training import zero3_sampling_refusal
+        if self.zero_stage() == 3 or self.fsdp_config:
+            from common.training import sharded_sampling_refusal
 
-            raise ConfigError(zero3_sampling_refusal("GRPO"))
+            raise ConfigError(sharded_sampling_refusal("GRPO", "FSDP2" if self.fsdp_config else "ZeRO-3"))
 
 
 # ---- Data ------------------------------------------------------------------------------------------

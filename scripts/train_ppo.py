@@ -123,10 +123,10 @@ class PPOConfig(PPOSettings, OnPolicySettings, RunSettings, LoraSettings, OptimS
         if self.rollout_batch_size % update:
             raise ConfigError(f"rollout_batch_size ({self.rollout_batch_size}) must be a multiple of "
                               f"mini_batch_size x gradient_accumulation_steps ({update})")  # fmt: skip
-        if self.zero_stage() == 3:
-            from common.training import zero3_sampling_refusal
+        if self.zero_stage() == 3 or self.fsdp_config:
+            from common.training import sharded_sampling_refusal
 
-            raise ConfigError(zero3_sampling_refusal("PPO"))
+            raise ConfigError(sharded_sampling_refusal("PPO", "FSDP2" if self.fsdp_config else "ZeRO-3"))
 
 
 def load_prompts(config: PPOConfig, tokenizer: Any) -> tuple[list[list[int]], list[str]]:
