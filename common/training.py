@@ -222,3 +222,25 @@ def split_pairs(pairs: Any, data: DataSettings, seed: int) -> tuple[Any, Any]:
     dev_size = min(data.val_set_size, int(len(pairs) * data.val_set_rate))
     train_index, dev_index = split_train_dev(list(range(len(pairs))), dev_size, seed)
     return pairs.select(train_index), pairs.select(dev_index)
+
+
+def train_and_save(trainer: Any, guard: Any, output_dir: Path, precision: str, reference: str = "") -> Any:
+    """The middle of each TRL stage (DPO/ORPO/SimPO, KTO, GRPO): log what trains, train under the run guard
+    (SIGTERM/SIGINT exit 143/130 there, after saving a checkpoint), then save the policy, the trainer state and
+    the whole-run metrics. `reference` is said in the log line. Returns the Trainer's train result."""
+    import shutil
+
+    from common.modeling import count_parameters
+
+    trainable, total = count_parameters(trainer.model)
+    logger.info("trainable parameters: %s of %s (%.2f%%), precision %s%s", f"{trainable:,}", f"{total:,}",
+                100 * trainable / total, precision, f"; reference: {reference}" if reference else "")  # fmt: skip
+    train_result = guard.train(trainer)
+    trainer.save_model(str(output_dir))
+    if trainer.is_world_process_zero() and "ref" in getattr(trainer.model, "peft_config", {}):
+        # PEFT saves every adapter it holds; TRL's frozen "ref" copy is only the starting SFT adapter
+        # (adapter_name_or_path), and beside the policy it would read as a second result.
+        shutil.rmtree(output_dir / "ref", ignore_errors=True)
+    trainer.save_state()
+    guard.record_train_metrics(trainer, train_result)  # loss and tokens over every resumed session
+    return train_result

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -193,13 +192,14 @@ def main(argv: list[str] | None = None) -> Path:
     from transformers import set_seed
     from trl import DPOConfig
 
-    from common.modeling import count_parameters, load_training_model
+    from common.modeling import load_training_model
     from common.rlhf import policy_and_reference
     from common.runs import log_config_to_wandb, prepare_run_dir, start_trainer_run
     from common.training import (
         load_preference_pairs,
         load_stage_tokenizer,
         resolved_settings,
+        train_and_save,
         trainer_arguments,
     )
 
@@ -251,19 +251,7 @@ def main(argv: list[str] | None = None) -> Path:
                                              peft_config=peft_config)  # fmt: skip
     if config.use_lora and getattr(trainer, "ref_model", None) is not None:
         raise RunError("LoRA DPO unexpectedly built a second reference model")  # the memory promise above
-    trainable, total = count_parameters(trainer.model)
-    logger.info("trainable parameters: %s of %s (%.2f%%), precision %s", f"{trainable:,}", f"{total:,}",
-                100 * trainable / total, precision)  # fmt: skip
-    train_result = guard.train(trainer)  # SIGTERM/SIGINT: exits 143/130 here, after saving a checkpoint
-
-    # ---- Save ---------------------------------------------------------------------------------
-    trainer.save_model(str(output_dir))
-    if trainer.is_world_process_zero() and "ref" in getattr(trainer.model, "peft_config", {}):
-        # PEFT saves every adapter it holds; TRL's frozen "ref" copy is only the starting adapter
-        # (adapter_name_or_path), and beside the policy it would read as a second result.
-        shutil.rmtree(output_dir / "ref")
-    trainer.save_state()
-    guard.record_train_metrics(trainer, train_result)  # loss and tokens over every resumed session
+    train_and_save(trainer, guard, output_dir, precision)
 
     # ---- Evaluate -----------------------------------------------------------------------------
     if len(dev_pairs):

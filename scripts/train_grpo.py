@@ -396,9 +396,15 @@ def main(argv: list[str] | None = None) -> Path:
     from transformers import set_seed
     from trl import GRPOConfig
 
-    from common.modeling import count_parameters, load_training_model
+    from common.modeling import load_training_model
     from common.templates import get_template, stop_token_ids
-    from common.training import load_stage_tokenizer, lora_config, resolved_settings, trainer_arguments
+    from common.training import (
+        load_stage_tokenizer,
+        lora_config,
+        resolved_settings,
+        train_and_save,
+        trainer_arguments,
+    )
 
     precision = config.resolved_precision()
     resolved = resolved_settings(config, precision)
@@ -458,21 +464,9 @@ def main(argv: list[str] | None = None) -> Path:
     for reward in rewards:
         if isinstance(reward.func, RewardModelScore):
             reward.func.to(trainer.accelerator.device)
-    trainable, total = count_parameters(trainer.model)
-    logger.info("trainable parameters: %s of %s (%.2f%%), precision %s; reference: %s", f"{trainable:,}",
-                f"{total:,}", 100 * trainable / total, precision,
-                "none (kl_coef 0)" if not config.kl_coef else "a frozen copy" if trainer.ref_model is not None
-                else "the policy with its adapter disabled or the frozen copy of the SFT adapter")  # fmt: skip
-    train_result = guard.train(trainer)  # SIGTERM/SIGINT: exits 143/130 here, after saving a checkpoint
-
-    # ---- Save ---------------------------------------------------------------------------------
-    trainer.save_model(str(output_dir))
-    if trainer.is_world_process_zero() and (output_dir / "ref").is_dir():
-        import shutil
-
-        shutil.rmtree(output_dir / "ref")  # TRL's frozen copy of the starting SFT adapter, not a result
-    trainer.save_state()
-    guard.record_train_metrics(trainer, train_result)  # loss and tokens over every resumed session
+    reference = ("none (kl_coef 0)" if not config.kl_coef else "a frozen copy" if trainer.ref_model is not None
+                 else "the policy with its adapter disabled or the frozen copy of the SFT adapter")  # fmt: skip
+    train_and_save(trainer, guard, output_dir, precision, reference)  # and the run record
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(output_dir))
         log_config_to_wandb(config.report_to, resolved)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -164,9 +163,9 @@ def main(argv: list[str] | None = None) -> Path:
     from transformers import set_seed
     from trl import KTOConfig
 
-    from common.modeling import count_parameters, load_training_model
+    from common.modeling import load_training_model
     from common.rlhf import policy_and_reference
-    from common.training import load_stage_tokenizer, resolved_settings, trainer_arguments
+    from common.training import load_stage_tokenizer, resolved_settings, train_and_save, trainer_arguments
 
     precision = config.resolved_precision()
     resolved = resolved_settings(config, precision)
@@ -205,17 +204,7 @@ def main(argv: list[str] | None = None) -> Path:
         callbacks=guard.callbacks,
         peft_config=peft_config,
     )
-    trainable, total = count_parameters(trainer.model)
-    logger.info("trainable parameters: %s of %s (%.2f%%), precision %s", f"{trainable:,}", f"{total:,}",
-                100 * trainable / total, precision)  # fmt: skip
-    train_result = guard.train(trainer)  # SIGTERM/SIGINT: exits 143/130 here, after saving a checkpoint
-
-    # ---- Save ---------------------------------------------------------------------------------
-    trainer.save_model(str(output_dir))
-    if trainer.is_world_process_zero() and "ref" in getattr(trainer.model, "peft_config", {}):
-        shutil.rmtree(output_dir / "ref")  # TRL's frozen copy of the starting SFT adapter, not a result
-    trainer.save_state()
-    guard.record_train_metrics(trainer, train_result)  # loss and tokens over every resumed session
+    train_and_save(trainer, guard, output_dir, precision)
 
     # ---- Evaluate -----------------------------------------------------------------------------
     if len(dev):
