@@ -113,9 +113,17 @@ def format_table() -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        from transformers import AutoModelForCausalLM
+    # python -m common.families                    the table
+    # python -m common.families FOLDER [--trust_remote_code]   the Linear names of that model (what "all" adapts)
+    arguments = [a for a in sys.argv[1:] if a != "--trust_remote_code"]
+    if arguments:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
 
-        print(", ".join(all_linear_names(AutoModelForCausalLM.from_pretrained(sys.argv[1]))))
+        trust = "--trust_remote_code" in sys.argv
+        config = AutoConfig.from_pretrained(arguments[0], trust_remote_code=trust)
+        with torch.device("meta"):  # the module tree without reading or allocating any weights
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust)
+        print(", ".join(all_linear_names(model)))
     else:
         print(format_table())

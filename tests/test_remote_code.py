@@ -192,3 +192,8 @@ def test_tokenizer_without_eos_and_pad_ends_answers_with_endoftext(tiny_llama, t
     tokenizer = load_tokenizer(str(tmp_path), padding_side="left")
     assert tokenizer.eos_token == tokenizer.pad_token == "<|endoftext|>"
     assert tokenizer.eos_token_id == tokenizer.convert_tokens_to_ids("<|endoftext|>")
+
+
+def test_families_lists_the_linear_names_of_a_custom_code_folder(standins):
+    result = run_script(PYTHON, "-m", "common.families", str(standins["baichuan"]), "--trust_remote_code")
+    assert "W_pack" in result.stdout.strip().split(", ")  # read from the module tree, no weights loaded
