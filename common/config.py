@@ -84,18 +84,26 @@ def _unknown_key_message(key: str, valid: list[str], where: str) -> str:
     return f"{where}: unknown key '{key}'.{hint} Valid keys: {', '.join(sorted(valid))}"
 
 
-def read_json_config(path: str | Path) -> dict[str, Any]:
-    """Read one JSON run config; keys starting with '_' (like "_doc") are comments."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+def read_json_object(path: Path, error: type[Exception] = ConfigError) -> dict[str, Any]:
+    """A JSON object from a file the user wrote (UTF-8, a BOM allowed), every problem one `error` naming the
+    file and line; keys starting with '_' (like "_doc") are comments and left out."""
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+        raise error(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not valid UTF-8 ({err.reason})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a run config must be a JSON object, got {type(data).__name__}")
+        raise error(f"{path}: expected a JSON object, got {type(data).__name__}")
     return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def read_json_config(path: str | Path) -> dict[str, Any]:
+    """Read one JSON run config."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    return read_json_object(path)
 
 
 # The JSON files every training stage reads, in this order (BELLE's flags): a later file overrides an earlier one.

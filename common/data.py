@@ -18,6 +18,8 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+from common.config import read_json_object
+
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # label value that the loss skips (torch.nn.CrossEntropyLoss's ignore_index)
@@ -591,17 +593,8 @@ def load_dataset_info(dataset_dir: str | Path) -> dict[str, DatasetSpec]:
     path = Path(dataset_dir) / "dataset_info.json"
     if not path.is_file():
         raise DataError(f"no dataset registry at {path} (needed for --dataset)")
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not valid UTF-8 ({err.reason})") from None
-    if not isinstance(entries, dict):
-        raise DataError(f"{path}: expected an object of dataset entries")
-    return {
-        name: _registry_spec(path, name, entry) for name, entry in entries.items() if not name.startswith("_")
-    }
+    entries = read_json_object(path, DataError)  # an object of dataset entries by name
+    return {name: _registry_spec(path, name, entry) for name, entry in entries.items()}
 
 
 def _record_layout(record: dict[str, Any]) -> tuple[str, bool, bool, str | None]:
