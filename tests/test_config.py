@@ -113,6 +113,16 @@ def test_bad_json_names_file_and_line(tmp_path):
         parse_config(ToyConfig, ["--model_config_file", str(path)], config_file_flags=FILES)
 
 
+def test_config_file_not_utf8_or_not_an_object_is_one_error(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_bytes(b'{"learning_rate": "\xff"}')
+    with pytest.raises(ConfigError, match=rf"^{path}: not valid UTF-8 \(invalid start byte\)$"):
+        parse_config(ToyConfig, ["--model_config_file", str(path)], config_file_flags=FILES)
+    path.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match=rf"^{path}: expected a JSON object, got list$"):
+        parse_config(ToyConfig, ["--model_config_file", str(path)], config_file_flags=FILES)
+
+
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         parse_config(ToyConfig, ["--model_config_file", str(tmp_path / "nope.json")], config_file_flags=FILES)
