@@ -91,15 +91,17 @@ def registry_corpus(dataset: str, dataset_dir: str | Path) -> tuple[list[Path], 
     return files, text_columns
 
 
-def _lines(path: Path, skipped: list[str] | None) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each line, the BOM dropped; a line that is not UTF-8 stops the read, or is
-    noted in `skipped` and left out."""
+def _lines(path: Path, skipped: list[str] | None, offset: int = 0, line: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(line number, text, byte offset after the line) of each line from byte `offset` (line number `line`
+    before it), the BOM dropped; a line that is not UTF-8 stops the read, or is noted in `skipped` and left out."""
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, 1):
+        handle.seek(offset)
+        for number, raw in enumerate(handle, line + 1):
+            offset += len(raw)
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             try:
-                yield number, raw.decode("utf-8")
+                yield number, raw.decode("utf-8"), offset
             except UnicodeDecodeError:
                 _bad(f"{path}:{number}: not valid UTF-8", skipped)
 
@@ -136,20 +138,38 @@ def iter_documents(
     """Documents one at a time: each non-empty line of a .txt, the text field (`text` unless text_columns
     names another for the file) of each JSON line or JSON array item. Bad lines raise DataError naming
     file and line, or (with a `skipped` list) are noted there and left out."""
-    for path in files:
+    for document, _ in positioned_documents(files, text_columns, skipped):
+        yield document
+
+
+def positioned_documents(
+    files: list[Path], text_columns: dict[str, str] | None = None, skipped: list[str] | None = None,
+    start: dict[str, int] | None = None,
+) -> Iterator[tuple[str, dict[str, int]]]:  # fmt: skip
+    """iter_documents' documents, each with the place just after it: {"file": index in files, "offset": byte
+    offset of the next line (a JSON array file: documents of it read so far), "line": its line number}.
+    From `start` (such a place) the read begins there: earlier lines are neither read nor parsed."""
+    start = start or {"file": 0, "offset": 0, "line": 0}
+    for index in range(start["file"], len(files)):
+        path = files[index]
+        offset, line = (start["offset"], start["line"]) if index == start["file"] else (0, 0)
         column = (text_columns or {}).get(str(path), "text")
         if path.suffix != ".txt" and _starts_with_bracket(path):
-            yield from _json_array_documents(path, column, skipped)
+            # An array is one JSON value: it is parsed whole, and the documents before `offset` are passed over.
+            for number, document in enumerate(_json_array_documents(path, column, skipped), 1):
+                if number > offset:
+                    yield document, {"file": index, "offset": number, "line": 0}
             continue
-        for line_number, line in _lines(path, skipped):
-            line = line.strip()
-            if not line:
+        for line_number, text, offset_after in _lines(path, skipped, offset, line):
+            place = {"file": index, "offset": offset_after, "line": line_number}
+            text = text.strip()
+            if not text:
                 continue
             if path.suffix == ".txt":
-                yield line
+                yield text, place
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(text)
             except json.JSONDecodeError as err:
                 _bad(f"{path}:{line_number}: not a JSON line ({err.msg})", skipped)
                 continue
@@ -157,7 +177,7 @@ def iter_documents(
                 _bad(f"{path}:{line_number}: a JSON line needs a string `{column}` field", skipped)
                 continue
             if record[column].strip():
-                yield record[column]
+                yield record[column], place
 
 
 def report_skipped(skipped: list[str]) -> None:
@@ -203,6 +223,83 @@ def stream_blocks(files: list[Path], tokenizer: Any, block_size: int, validation
                        "train and there is no held-out set", len(waiting), validation_split_percentage)  # fmt: skip
         yield from waiting
     report_skipped(skipped or [])
+
+
+class ResumableBlockStream:
+    """The training blocks of `stream_blocks` (same blocks, same order, pass after pass), which can start from
+    the place a checkpoint recorded instead of reading the corpus from its start to find it.
+
+    Every training block gets a number (1, 2, ... over all passes: `block_number` in its row); after yielding
+    one, the stream notes where it stands (`place_after(n)`, JSON: the file and byte offset after the last
+    document read, the tokens of it not yet cut into a block, the block count of the held-out rule)
+    with a chain hash over the blocks so far and the documents this session has read. A checkpoint stores the
+    place after the last block training consumed; a resumed stream (`start`) continues from it, and its later
+    passes begin at the corpus' start, as the uninterrupted stream's do. (Not covered: a corpus so small that
+    its only blocks are the held-out ones trained at the end of a pass; a resume inside those restarts the pass.)"""
+
+    def __init__(self, files: list[Path], tokenizer: Any, block_size: int, validation_split_percentage: float,
+                 *, text_columns: dict[str, str] | None = None, skip_bad_records: bool = False,
+                 start: dict[str, Any] | None = None) -> None:  # fmt: skip
+        self.files, self.tokenizer, self.block_size = files, tokenizer, block_size
+        self.validation_split_percentage = validation_split_percentage
+        self.text_columns, self.skip_bad_records = text_columns, skip_bad_records
+        self.start = start  # used by the first pass only; later passes begin at the corpus' start
+        self.blocks_yielded = start["block_number"] if start else 0
+        self.chain = start["blocks_sha256_chain"] if start else ""
+        self.documents_read = 0  # this session's, never carried over: a resume shows what it did not re-read
+        self.places: dict[int, dict[str, Any]] = {}  # block number -> place after it (the last few hundred)
+
+    def place_after(self, block_number: int) -> dict[str, Any]:
+        return self.places[block_number]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        start, self.start = self.start, None
+        place = dict(start["corpus"]) if start else {"file": 0, "offset": 0, "line": 0}
+        buffer: list[int] = list(start["pending"]) if start else []
+        state = {"block_index": start["block_index"] if start else 0, "trained": bool(start)}
+        skipped: list[str] | None = [] if self.skip_bad_records else None
+        waiting: list[list[int]] = []  # held-out blocks before the first training block of this pass
+
+        def cut_blocks(place: dict[str, int]) -> Iterator[dict[str, Any]]:
+            """pack_blocks' cutting, one document at a time, with the held-out rule of stream_blocks."""
+            cut = 0
+            while len(buffer) - cut >= self.block_size:
+                block, cut, index = buffer[cut : cut + self.block_size], cut + self.block_size, state["block_index"]
+                state["block_index"] += 1
+                if is_held_out(index, self.validation_split_percentage):
+                    if not state["trained"]:
+                        waiting.append(block)
+                    continue
+                state["trained"] = True
+                waiting.clear()
+                yield self._row(block, place, buffer[cut:], state["block_index"])
+            del buffer[:cut]
+
+        yield from cut_blocks(place)  # a resumed stream first cuts what its checkpoint left uncut
+        for document, after in positioned_documents(self.files, self.text_columns, skipped, place):
+            self.documents_read += 1
+            buffer.extend(self.tokenizer(document, add_special_tokens=False)["input_ids"])
+            buffer.append(self.tokenizer.eos_token_id)
+            yield from cut_blocks(after)
+        if not state["trained"] and waiting:
+            logger.warning("only %d blocks: validation_split_percentage %s would hold out every one; all of them "
+                           "train and there is no held-out set", len(waiting), self.validation_split_percentage)  # fmt: skip
+            end = {"file": len(self.files), "offset": 0, "line": 0}
+            for block in list(waiting):
+                yield self._row(block, end, [], state["block_index"])
+        report_skipped(skipped or [])
+
+    def _row(self, block: list[int], corpus: dict[str, int], pending: list[int], block_index: int) -> dict[str, Any]:
+        self.blocks_yielded += 1
+        self.chain = hashlib.sha256(f"{self.chain}{block}".encode()).hexdigest()
+        self.places[self.blocks_yielded] = {
+            "block_number": self.blocks_yielded, "corpus": corpus, "pending": list(pending),
+            "block_index": block_index, "blocks_sha256_chain": self.chain,
+            "documents_read_this_session": self.documents_read,
+        }  # fmt: skip
+        for old in [n for n in self.places if n <= self.blocks_yielded - 512]:
+            del self.places[old]  # the loader reads a batch or two ahead of training, never hundreds
+        return {"input_ids": block, "labels": list(block), "block_number": self.blocks_yielded}
 
 
 def cache_key(files: list[Path], tokenizer: Any, block_size: int, **reading: Any) -> str:

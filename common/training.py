@@ -209,7 +209,12 @@ def causal_lm_trainer_class() -> Any:
     from common.packing import strip_packed_attention_mask
 
     class CausalLMTrainer(Trainer):
+        last_block_number = 0  # streamed pre-training: the highest block number training has consumed
+
         def compute_loss(self, model, inputs, *args, **kwargs):
+            numbers = inputs.pop("block_number", None)  # scripts/pretrain.py --streaming numbers its blocks
+            if numbers is not None:
+                self.last_block_number = max(self.last_block_number, int(numbers.max()))
             return super().compute_loss(model, strip_packed_attention_mask(inputs), *args, **kwargs)
 
     return CausalLMTrainer

@@ -38,6 +38,8 @@ logger = logging.getLogger("pretrain")
 
 # Slack for vocab checks: models often pad their embedding to a multiple of 64/128 beyond the tokenizer.
 VOCAB_PADDING_SLACK = 128
+# In each checkpoint of a streaming run: where the corpus stream stands after the blocks training consumed.
+DATA_STATE_FILE = "data_state.json"
 
 
 @dataclasses.dataclass
@@ -146,6 +148,56 @@ def plain_perplexity(model: Any, dataset: Any, batch_size: int, prefix: str) -> 
     return {f"{prefix}_loss": loss, f"{prefix}_perplexity": math.exp(min(loss, 50.0))}
 
 
+def streamed_training_set(stream: Any) -> Any:
+    """The corpus stream (common/pretrain_data.py: ResumableBlockStream) as a torch IterableDataset, which the
+    Trainer reads batch by batch without a length."""
+    import torch
+
+    class StreamedBlocks(torch.utils.data.IterableDataset):
+        def __iter__(self) -> Any:
+            return iter(stream)
+
+    return StreamedBlocks()
+
+
+def with_block_numbers(collate: Any) -> Any:
+    """`collate` for streamed rows, with their block numbers beside the batch: CausalLMTrainer takes them out
+    and keeps the highest one training has consumed (the loader itself reads a batch or two ahead)."""
+    import torch
+
+    def collate_numbered(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = collate([{key: value for key, value in row.items() if key != "block_number"} for row in rows])
+        if "block_number" in rows[0]:  # held-out blocks, read whole for evaluation, have none
+            batch["block_number"] = torch.tensor([row["block_number"] for row in rows])
+        return batch
+
+    return collate_numbered
+
+
+def stream_place_callback(stream: Any) -> Any:
+    """A Trainer callback that writes DATA_STATE_FILE (JSON, never a pickle) into each checkpoint, before its
+    manifest is written (the guard's callback comes after this one): the place in the corpus after the last block
+    training consumed, from which a resumed run reads on. Set `trainer` once the Trainer exists."""
+    import torch
+    from transformers import TrainerCallback
+
+    from common.runs import write_json_atomic
+
+    class StreamPlace(TrainerCallback):
+        trainer: Any = None
+
+        def on_save(self, args, state, control, **kwargs):
+            consumed = torch.tensor([self.trainer.last_block_number], device=args.device)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                # Each process consumed a slice of every batch; the process that reads the stream knows them all.
+                torch.distributed.all_reduce(consumed, op=torch.distributed.ReduceOp.MAX)
+            if args.should_save and int(consumed):
+                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                write_json_atomic(folder / DATA_STATE_FILE, stream.place_after(int(consumed)))
+
+    return StreamPlace()
+
+
 def main(argv: list[str] | None = None) -> Path:
     setup_logging()
     # ---- Config -------------------------------------------------------------------------------
@@ -157,7 +209,14 @@ def main(argv: list[str] | None = None) -> Path:
     from common.chunked_loss import add_chunked_loss, supports_chunked_loss
     from common.modeling import compile_decoder_layers, count_parameters, load_tokenizer, load_training_model
     from common.packing import DocumentBlockCollator, check_model_supports_packing
-    from common.pretrain_data import corpus_files, load_blocks, registry_corpus, split_blocks, stream_blocks
+    from common.pretrain_data import (
+        ResumableBlockStream,
+        corpus_files,
+        load_blocks,
+        registry_corpus,
+        split_blocks,
+        stream_blocks,
+    )
     from common.training import (
         causal_lm_trainer_class,
         liger_arguments,
@@ -189,20 +248,24 @@ def main(argv: list[str] | None = None) -> Path:
     else:
         files, text_columns = corpus_files(config.dataset_dir), None
     reading = {"text_columns": text_columns, "skip_bad_records": config.skip_bad_records}
+    stream, stream_start = None, None
     if config.streaming:
         import datasets
 
-        def blocks(held_out: bool) -> Any:
-            return datasets.IterableDataset.from_generator(
-                stream_blocks,
-                gen_kwargs={"files": files, "tokenizer": tokenizer, "block_size": config.block_size,
-                            "validation_split_percentage": config.validation_split_percentage,
-                            "held_out": held_out, **reading},
-            )  # fmt: skip
-
-        train_set = blocks(False)
+        if checkpoint is not None and (checkpoint / DATA_STATE_FILE).is_file():  # checked by its manifest
+            stream_start = json.loads((checkpoint / DATA_STATE_FILE).read_text())
+            logger.info("the stream resumes after block %d, in file %s at byte %d: the blocks before are not read "
+                        "again", stream_start["block_number"], files[min(stream_start["corpus"]["file"], len(files) - 1)],
+                        stream_start["corpus"]["offset"])  # fmt: skip
+        elif checkpoint is not None:
+            logger.warning("%s has no %s: the Trainer finds its place by reading the consumed blocks again",
+                           checkpoint, DATA_STATE_FILE)  # fmt: skip
+        stream = ResumableBlockStream(files, tokenizer, config.block_size, config.validation_split_percentage,
+                                      start=stream_start, **reading)  # fmt: skip
+        train_set = streamed_training_set(stream)
         # Held-out blocks are few (a percentage); materialising them lets the Trainer count eval batches.
-        eval_set = datasets.Dataset.from_list(list(blocks(True)))
+        eval_set = datasets.Dataset.from_list(list(stream_blocks(
+            files, tokenizer, config.block_size, config.validation_split_percentage, held_out=True, **reading)))
         logger.info("streaming %d files; %d held-out blocks", len(files), len(eval_set))
     else:
         train_set, eval_set = split_blocks(
@@ -250,16 +313,23 @@ def main(argv: list[str] | None = None) -> Path:
         include_num_input_tokens_seen="non_padding",
         **liger_arguments(config.use_liger_kernel, config.torch_compile),
         remove_unused_columns=False,
+        ignore_data_skip=stream_start is not None,  # the stream starts at its place: nothing to skip
     )
     resolved = resolved_settings(config, precision, model_vocab=old_vocab, tokenizer_vocab=len(tokenizer))
     # With packing, each document in a block attends only to itself (positions restart after its eos).
     collator = DocumentBlockCollator(tokenizer.eos_token_id) if config.packing else default_data_collator
+    callbacks = []
+    if stream is not None:
+        collator = with_block_numbers(collator)
+        callbacks.append(stream_place_callback(stream))
     # The run record, W&B, and the guard: checkpoint manifests, SIGTERM/SIGINT stop, save errors.
     guard = start_trainer_run(output_dir, resolved, "pretrain_config.json", [str(f) for f in files], config,
                               checkpoint, [config.model_name_or_path, config.tokenizer_name_or_path])  # fmt: skip
     trainer = causal_lm_trainer_class()(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                                         data_collator=collator, processing_class=tokenizer,
-                                        callbacks=guard.callbacks)  # fmt: skip
+                                        callbacks=callbacks + guard.callbacks)  # fmt: skip
+    for callback in callbacks:
+        callback.trainer = trainer
     results: dict[str, float] = {}
     if len(eval_set) and config.eval_before_training:
         results |= plain_perplexity(model, eval_set, config.per_device_eval_batch_size, "before")

@@ -192,3 +192,61 @@ def test_fsdp_config_needs_several_processes(tmp_path, tiny_llama):
                         check=False)  # fmt: skip
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "fsdp_config shards the model over several processes" in result.stderr
+
+
+# ---- Exact data position of a streaming run -------------------------------------------------------
+
+STREAM = ["--model_config_file", "run_config/tiny/pt_config.json", "--streaming", "true", "--max_steps", "4",
+          "--save_steps", "2", "--logging_steps", "1", "--warmup_steps", "0", "--lr_scheduler_type", "constant",
+          "--eval_before_training", "false", "--max_eval_blocks", "2", "--use_lora", "false",
+          "--modules_to_save", "null"]  # fmt: skip
+
+
+def test_block_stream_resumes_from_any_block_it_yielded(tiny_llama):
+    """The resumable stream gives stream_blocks' training blocks in their order, pass after pass; restarted
+    from the JSON place noted after any block, it continues with exactly the blocks that followed."""
+    import itertools
+
+    from common.modeling import load_tokenizer
+    from common.pretrain_data import ResumableBlockStream, corpus_files, stream_blocks
+
+    tokenizer = load_tokenizer(str(tiny_llama))
+    files = corpus_files("data_dir/pretrain")[:2]
+    expected = [row["input_ids"] for row in stream_blocks(files, tokenizer, 64, 5.0, held_out=False)]
+    stream = ResumableBlockStream(files, tokenizer, 64, 5.0)
+    two_passes = [row["input_ids"] for row in itertools.chain(stream, stream)]
+    assert two_passes == expected + expected and len(expected) > 20
+    documents_per_pass = stream.documents_read // 2
+    for number in (1, 7, len(expected) - 1, len(expected), len(expected) + 3):
+        place = json.loads(json.dumps(stream.place_after(number)))
+        resumed = ResumableBlockStream(files, tokenizer, 64, 5.0, start=place)
+        in_pass = number if number <= len(expected) else number - len(expected)
+        assert [row["input_ids"] for row in resumed] == expected[in_pass:], number
+        # Only the documents after the place were read (the place counts those read up to it, over both passes).
+        read_before = place["documents_read_this_session"] - (documents_per_pass if number > len(expected) else 0)
+        assert resumed.documents_read == documents_per_pass - read_before, number
+        assert [row["input_ids"] for row in resumed] == expected  # the next pass begins at the corpus' start
+
+
+def test_streaming_pretraining_resumes_at_its_place_in_the_corpus(tmp_path, tiny_models):
+    """Streaming pre-training saved at step 2 and resumed: the same blocks in the same order (a hash chain over
+    them) and the same losses as the uninterrupted run, and the resumed session reads only the documents after
+    the checkpoint's place (its count: the uninterrupted run's at step 4 minus at step 2)."""
+    uninterrupted, resumed = tmp_path / "uninterrupted", tmp_path / "resumed"
+    one_process("scripts/pretrain.py", *STREAM, "--output_dir", str(uninterrupted))
+    one_process("scripts/pretrain.py", *STREAM, "--resume_from_checkpoint", "true",
+                "--output_dir", str(continued(uninterrupted, 2, resumed)))  # fmt: skip
+    losses = {entry["step"]: entry["loss"] for entry in step_logs(uninterrupted)}
+    assert {entry["step"]: entry["loss"] for entry in step_logs(resumed)} == losses and len(losses) == 4
+
+    def data_state(run: Path, step: int) -> dict:
+        return json.loads((run / f"checkpoint-{step}" / "data_state.json").read_text())
+
+    at_save, at_end, resumed_end = data_state(uninterrupted, 2), data_state(uninterrupted, 4), data_state(resumed, 4)
+    assert at_save["block_number"] == 8 and at_end["block_number"] == resumed_end["block_number"] == 16
+    assert resumed_end["blocks_sha256_chain"] == at_end["blocks_sha256_chain"]
+    assert resumed_end["documents_read_this_session"] == (
+        at_end["documents_read_this_session"] - at_save["documents_read_this_session"]
+    )
+    manifest = json.loads((resumed / "checkpoint-4" / "checkpoint_manifest.json").read_text())
+    assert "data_state.json" in manifest["files"]  # written before the manifest, so checked on the next resume
