@@ -722,6 +722,16 @@ class ServingSettings(Settings):
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
+@dataclasses.dataclass
+class ListenSettings(Settings):
+    """Where a server (api.py, web_demo.py) listens: this machine only unless told otherwise."""
+
+    host: str = config_field(
+        "127.0.0.1", "address to listen on (0.0.0.0: every interface; for api.py set API_KEY then)"
+    )
+    port: int = config_field(8000, "port to listen on")
+
+
 def engine_from_settings(config: Any) -> HFEngine:
     """The engine a serving script's config (ModelSettings + ServingSettings) describes."""
     return load_engine(config, config.adapter_name_or_path, config.template, config.system,

@@ -45,7 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import config_field, parse_config  # noqa: E402
-from common.generation import ServingSettings  # noqa: E402
+from common.generation import ListenSettings, ServingSettings  # noqa: E402
 from common.runs import run_as_script, setup_logging  # noqa: E402
 from common.settings import ModelSettings  # noqa: E402
 
@@ -53,9 +53,7 @@ logger = logging.getLogger("api")
 
 
 @dataclasses.dataclass
-class ApiConfig(ServingSettings, ModelSettings):
-    host: str = config_field("127.0.0.1", "address to listen on (0.0.0.0: every interface; set API_KEY then)")
-    port: int = config_field(8000, "port to listen on")
+class ApiConfig(ListenSettings, ServingSettings, ModelSettings):
     served_model_name: str | None = config_field(
         None,
         "the model's name in requests and /v1/models (null: the adapter's folder name, else the model's)",

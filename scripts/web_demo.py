@@ -22,8 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import config_field, parse_config  # noqa: E402
-from common.generation import ServingSettings  # noqa: E402
+from common.config import config_field, parse_config, stage_default  # noqa: E402
+from common.generation import ListenSettings, ServingSettings  # noqa: E402
 from common.runs import run_as_script, setup_logging  # noqa: E402
 from common.settings import ModelSettings  # noqa: E402
 
@@ -31,9 +31,8 @@ logger = logging.getLogger("web_demo")
 
 
 @dataclasses.dataclass
-class WebDemoConfig(ServingSettings, ModelSettings):
-    host: str = config_field("127.0.0.1", "address to listen on (0.0.0.0: every interface)")
-    port: int = config_field(7860, "port to listen on")
+class WebDemoConfig(ListenSettings, ServingSettings, ModelSettings):
+    port: int = stage_default(7860)
     temperature: float = config_field(0.7, "the page's starting temperature (0: greedy)")
 
 
