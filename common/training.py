@@ -249,3 +249,18 @@ def train_and_save(trainer: Any, guard: Any, output_dir: Path, precision: str, r
     trainer.save_state()
     guard.record_train_metrics(trainer, train_result)  # loss and tokens over every resumed session
     return train_result
+
+
+def save_tokenizer_and_curves(trainer: Any, tokenizer: Any, output_dir: Path, report_to: str,
+                              resolved: dict[str, Any]) -> None:  # fmt: skip
+    """The main process's part of the run record: the tokenizer beside the weights, the loss curves
+    (LLaMA-Factory users' plot_loss habit) and the resolved settings to W&B (the Trainer logs only its own
+    TrainingArguments there)."""
+    if not trainer.is_world_process_zero():
+        return
+    from common.report import plot_loss
+    from common.runs import log_config_to_wandb
+
+    tokenizer.save_pretrained(str(output_dir))
+    logger.info("loss curves saved to %s", plot_loss(output_dir))
+    log_config_to_wandb(report_to, resolved)

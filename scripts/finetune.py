@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> Path:
         liger_arguments,
         lora_config,
         resolved_settings,
+        save_tokenizer_and_curves,
         trainer_arguments,
     )
 
@@ -186,13 +187,7 @@ def main(argv: list[str] | None = None) -> Path:
     trainer.save_model(str(output_dir))  # the adapter alone for LoRA; the full model otherwise
     trainer.save_state()
     guard.record_train_metrics(trainer, train_result)  # loss and tokens over every resumed session, speed
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(output_dir))
-        from common.report import plot_loss
-        from common.runs import log_config_to_wandb
-
-        logger.info("loss curves saved to %s", plot_loss(output_dir))  # LLaMA-Factory's --plot_loss habit
-        log_config_to_wandb(config.report_to, resolved)  # the Trainer itself logs only TrainingArguments
+    save_tokenizer_and_curves(trainer, tokenizer, output_dir, config.report_to, resolved)
 
     # ---- Evaluate -----------------------------------------------------------------------------
     if len(dev_examples):

@@ -194,11 +194,12 @@ def main(argv: list[str] | None = None) -> Path:
 
     from common.modeling import load_training_model
     from common.rlhf import policy_and_reference
-    from common.runs import log_config_to_wandb, prepare_run_dir, start_trainer_run
+    from common.runs import prepare_run_dir, start_trainer_run
     from common.training import (
         load_preference_pairs,
         load_stage_tokenizer,
         resolved_settings,
+        save_tokenizer_and_curves,
         train_and_save,
         trainer_arguments,
     )
@@ -259,12 +260,8 @@ def main(argv: list[str] | None = None) -> Path:
         eval_metrics = trainer.evaluate()
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
+    save_tokenizer_and_curves(trainer, tokenizer, output_dir, config.report_to, resolved)
     if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(output_dir))
-        from common.report import plot_loss
-
-        logger.info("loss curves saved to %s", plot_loss(output_dir))
-        log_config_to_wandb(config.report_to, resolved)
         method = {"orpo": "ORPO", "simpo": "SimPO"}.get(config.loss_type, "DPO")
         print(f"{method} {'adapter' if config.use_lora else 'model'} and run record saved in {output_dir}")
     return output_dir

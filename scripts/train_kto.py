@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> Path:
     setup_logging()
     # ---- Config -------------------------------------------------------------------------------
     config = parse_config(KTOStageConfig, argv, description=__doc__, config_file_flags=RUN_CONFIG_FILES)
-    from common.runs import log_config_to_wandb, prepare_run_dir, start_trainer_run
+    from common.runs import prepare_run_dir, start_trainer_run
 
     output_dir, checkpoint = prepare_run_dir(config)
 
@@ -165,7 +165,13 @@ def main(argv: list[str] | None = None) -> Path:
 
     from common.modeling import load_training_model
     from common.rlhf import policy_and_reference
-    from common.training import load_stage_tokenizer, resolved_settings, train_and_save, trainer_arguments
+    from common.training import (
+        load_stage_tokenizer,
+        resolved_settings,
+        save_tokenizer_and_curves,
+        train_and_save,
+        trainer_arguments,
+    )
 
     precision = config.resolved_precision()
     resolved = resolved_settings(config, precision)
@@ -211,12 +217,8 @@ def main(argv: list[str] | None = None) -> Path:
         eval_metrics = trainer.evaluate()  # rewards/margins starts at 0: the policy begins as its reference
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
+    save_tokenizer_and_curves(trainer, tokenizer, output_dir, config.report_to, resolved)
     if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(output_dir))
-        from common.report import plot_loss
-
-        logger.info("loss curves saved to %s", plot_loss(output_dir))
-        log_config_to_wandb(config.report_to, resolved)
         print(f"KTO {'adapter' if config.use_lora else 'model'} and run record saved in {output_dir}")
     return output_dir
 

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> Path:
     # ---- Config -------------------------------------------------------------------------------
     config = parse_config(RewardModelConfig, argv, description=__doc__, config_file_flags=RUN_CONFIG_FILES)
     # Before the heavy imports, so a refused output_dir or checkpoint is reported at once.
-    from common.runs import log_config_to_wandb, prepare_run_dir, start_trainer_run
+    from common.runs import prepare_run_dir, start_trainer_run
 
     output_dir, checkpoint = prepare_run_dir(config)
 
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> Path:
         load_stage_tokenizer,
         lora_config,
         resolved_settings,
+        save_tokenizer_and_curves,
         trainer_arguments,
     )
 
@@ -185,11 +186,7 @@ def main(argv: list[str] | None = None) -> Path:
             model = model.merge_and_unload()
         if config.use_lora or not sharded:  # a full ZeRO-3 model was saved whole above
             model.to(load_dtype).save_pretrained(str(output_dir))
-        tokenizer.save_pretrained(str(output_dir))
-        from common.report import plot_loss
-
-        logger.info("loss curves saved to %s", plot_loss(output_dir))
-        log_config_to_wandb(config.report_to, resolved)
+        save_tokenizer_and_curves(trainer, tokenizer, output_dir, config.report_to, resolved)
         print(
             f"Reward model and run record saved in {output_dir} (scripts/train_ppo.py --reward_model {output_dir})"
         )
