@@ -995,6 +995,11 @@ class TrainerRunGuard:
             raise converted from err
         if self.stop.stopped_at_step is not None:
             stop_and_exit(self.stop.signals, self.stop.stopped_at_step, self.stop.checkpoint)
+        if trainer.is_fsdp_enabled:
+            # Checkpoints stay sharded (torch distributed checkpoints, which a resume on another GPU count
+            # reshards); the Trainer's save_model writes nothing under SHARDED_STATE_DICT, so the finished model is
+            # gathered whole (the usual recipe around the Trainer; FSDP2 needs GPUs and was not run here).
+            trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
         return result
 
     def record_train_metrics(self, trainer: Any, train_result: Any) -> dict[str, Any]:
