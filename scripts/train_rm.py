@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> Path:
 
     # ---- Save ---------------------------------------------------------------------------------
     # PPO needs a plain sequence-classification model: a LoRA run merges its adapter into the weights.
-    # ZeRO-3: no process holds whole weights; all of them gather the trained ones into one saved copy.
-    sharded = config.zero_stage() == 3
+    # ZeRO-3 / FSDP2: no process holds whole weights; all of them gather the trained ones into one saved copy.
+    sharded = config.zero_stage() == 3 or bool(config.fsdp_config)
     if sharded:
         from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
