@@ -880,7 +880,9 @@ def tokenise_preferences(
 
 # ---- tokenising with a template, cached on disk -----------------------------------------------------
 
-CACHE_VERSION = 1  # bump when the rendering or truncation code changes what a cached dataset holds
+# Bump when the rendering or truncation code changes what a cached dataset holds (a template's own strings are
+# in the key already). 2: belle/default/xverse answers open with the space after "Assistant:".
+CACHE_VERSION = 2
 
 
 def spec_files(specs: list[DatasetSpec], dataset_dir: str | Path) -> list[str]:
@@ -920,11 +922,15 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 def tokenised_cache_key(
     specs: list[DatasetSpec], dataset_dir: str | Path, tokenizer: Any, **settings: Any
 ) -> str:
-    """Same data files (by content), specs, tokenizer, template and cutoff → same key."""
+    """Same data files (by content), specs, tokenizer, template (by its definition, not only its name) and
+    cutoff → same key."""
     import hashlib
 
     from common.runs import sha256_of
+    from common.templates import get_template
 
+    if "template" in settings:  # an edited template must not load what the old one tokenised
+        settings["template_definition"] = repr(get_template(settings["template"]))
     content = {
         "version": CACHE_VERSION,
         "files": {f: sha256_of(f) for f in spec_files(specs, dataset_dir)},

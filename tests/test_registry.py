@@ -50,7 +50,7 @@ def test_unknown_name_and_offline_hub_are_clear_errors():
         load_normalised(spec)
 
 
-def test_cache_key_follows_content_template_and_cutoff(tmp_path, tiny_llama):
+def test_cache_key_follows_content_template_and_cutoff(tmp_path, tiny_llama, monkeypatch):
     tokenizer = load_tokenizer(str(tiny_llama))
     shutil.copy("data_dir/sample_sft.dev.json", tmp_path / "d.json")
     specs = resolve_specs(None, str(tmp_path / "d.json"), "data_dir")
@@ -58,6 +58,15 @@ def test_cache_key_follows_content_template_and_cutoff(tmp_path, tiny_llama):
     assert key == tokenised_cache_key(specs, "data_dir", tokenizer, template="belle", cutoff_len=512)
     assert key != tokenised_cache_key(specs, "data_dir", tokenizer, template="chatml", cutoff_len=512)
     assert key != tokenised_cache_key(specs, "data_dir", tokenizer, template="belle", cutoff_len=256)
+    # the same name with another definition (a template fixed in a later commit) is another key
+    import dataclasses
+
+    from common import templates
+
+    edited = dataclasses.replace(templates.TEMPLATES["belle"], system="another default system prompt")
+    monkeypatch.setitem(templates.TEMPLATES, "belle", edited)
+    assert key != tokenised_cache_key(specs, "data_dir", tokenizer, template="belle", cutoff_len=512)
+    monkeypatch.undo()
     with open(tmp_path / "d.json", "a", encoding="utf-8") as out:
         out.write('{"instruction": "new", "output": "record"}\n')
     assert key != tokenised_cache_key(specs, "data_dir", tokenizer, template="belle", cutoff_len=512)
