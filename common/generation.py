@@ -195,6 +195,7 @@ class _Sequence:
         self.first_token_at = 0.0
         self.finished: str | None = None
         self.stop_at: int | None = None  # where a stop string starts in `text`
+        self.lead_checked = False  # whether the template's answer lead was taken off the text's start
 
 
 class HFEngine(Engine):
@@ -216,6 +217,11 @@ class HFEngine(Engine):
         self.stop_ids = sorted(set(stop_ids))
         self._stop_set = set(self.stop_ids)
         self.stop_strings = tuple(stop_strings)
+        # The white space a template writes between the prompt and the answer (belle's "Assistant:" + " "): it is
+        # trained as the answer's first token, but it is not answer text, and a chat history holding it would
+        # be rendered with two spaces next turn. SentencePiece's decoding drops it already; byte-level BPE's not.
+        lead = getattr(template, "assistant", "").split("{content}")[0]
+        self.answer_lead = lead if lead and not lead.strip() else ""
         self.max_batch_size = max_batch_size
         self.system = system
         self.device = next(model.parameters()).device
@@ -601,6 +607,9 @@ class HFEngine(Engine):
         if len(after) > len(before) and not after.endswith("\ufffd"):
             checked_from = max(0, len(seq.text) - max((len(s) for s in seq.params.stop), default=0))
             seq.text += after[len(before) :]
+            if not seq.lead_checked:
+                seq.lead_checked = True
+                seq.text = seq.text.removeprefix(self.answer_lead) if self.answer_lead else seq.text
             seq._prefix, seq._read = seq._read, len(ids)
             for stop in seq.params.stop:
                 at = seq.text.find(stop, checked_from)
@@ -625,6 +634,7 @@ class HFEngine(Engine):
             text = seq.text[: seq.stop_at]
         else:
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            text = text.removeprefix(self.answer_lead) if self.answer_lead else text
             if seq.handle is not None and text.startswith(seq.text[: seq.sent]) and len(text) > seq.sent:
                 seq.handle.emit(("delta", text[seq.sent :]))  # what the incremental decoding held back
                 seq.sent = len(text)

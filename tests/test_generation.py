@@ -211,3 +211,24 @@ def test_a_failing_prompt_fails_alone(engine, prompts) -> None:
         engine.close()
     assert kind == "done"
     assert completion.token_ids == engine.generate([prompts[1]], SamplingParams(max_tokens=30))[0].token_ids
+
+
+def test_the_space_a_template_puts_before_the_answer_is_not_answer_text(engine) -> None:
+    """belle trains "Assistant:" + " answer"; byte-level BPE decodes that space with the answer's first word, and
+    a chat history holding it would render two spaces next turn. The text (whole or streamed) leaves it out."""
+    from common.generation import _Sequence
+
+    ids = engine.tokenizer.encode(" and the", add_special_tokens=False)
+    assert engine.tokenizer.decode(ids).startswith(" ")  # the tiny tokenizer is byte-level BPE
+    whole = _Sequence([1], SamplingParams(max_tokens=8), None, 0, stream=False)
+    whole.tokens = list(ids)
+    assert engine._completion(whole).text == "and the"
+    streamed = _Sequence([1], SamplingParams(max_tokens=8), None, 0, stream=True)
+    for token in ids:
+        streamed.tokens.append(token)
+        engine._advance_text(streamed)
+    assert streamed.text == "and the"
+    # what a chat sends back next turn renders as training rendered the answer
+    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "and the"},
+               {"role": "user", "content": "go on"}]  # fmt: skip
+    assert "Assistant: and the" in engine.tokenizer.decode(engine.encode(history))
