@@ -447,3 +447,34 @@ def test_a_save_that_cannot_write_is_one_error_line_and_keeps_the_earlier_checkp
         == "it did not finish saving (no checkpoint_manifest.json)"
     )
     assert runs.last_complete_checkpoint(out, run_id) == out / "checkpoint-2"
+
+
+def test_large_files_are_hashed_in_parts_and_any_changed_part_is_caught(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "HASH_PART_BYTES", 1000)  # 256 MiB in real runs
+    folder = tmp_path / "checkpoint-2"
+    folder.mkdir()
+    big = bytes(range(256)) * 20  # 5,120 bytes: six parts, the last one short
+    (folder / "optimizer.pt").write_bytes(big)
+    (folder / "trainer_state.json").write_text('{"global_step": 2}')  # 18 bytes: hashed whole
+    runs.write_checkpoint_manifest(folder, "A", 2)
+    files = json.loads((folder / "checkpoint_manifest.json").read_text())["files"]
+    assert files["optimizer.pt"] == {
+        "size": 5120,
+        "sha256_parts": [hashlib.sha256(big[i : i + 1000]).hexdigest() for i in range(0, 5120, 1000)],
+        "part_bytes": 1000,
+    }
+    assert files["trainer_state.json"]["sha256"] == runs.sha256_of(folder / "trainer_state.json")
+    assert runs.checkpoint_problem(folder, "A") is None
+    changed = bytearray(big)
+    changed[3500] ^= 1  # one bit in the fourth part, size unchanged
+    (folder / "optimizer.pt").write_bytes(bytes(changed))
+    assert runs.checkpoint_problem(folder, "A") == "optimizer.pt sha256 differs from its manifest (changed after the save)"
+    # a manifest from before parts (one sha256 for the whole large file) is still checked as written
+    (folder / "optimizer.pt").write_bytes(big)
+    manifest = json.loads((folder / "checkpoint_manifest.json").read_text())
+    manifest["files"]["optimizer.pt"] = {"size": 5120, "sha256": hashlib.sha256(big).hexdigest()}
+    (folder / "checkpoint_manifest.json").write_text(json.dumps(manifest))
+    assert runs.checkpoint_problem(folder, "A") is None
+    manifest["files"]["optimizer.pt"] = {"size": 5120, "sha256_parts": [], "part_bytes": 0}
+    (folder / "checkpoint_manifest.json").write_text(json.dumps(manifest))
+    assert runs.checkpoint_problem(folder, "A") == "optimizer.pt: its manifest entry has no valid part_bytes (0)"
