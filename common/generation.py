@@ -609,7 +609,7 @@ class HFEngine(Engine):
             seq.text += after[len(before) :]
             if not seq.lead_checked:
                 seq.lead_checked = True
-                seq.text = seq.text.removeprefix(self.answer_lead) if self.answer_lead else seq.text
+                seq.text = seq.text.removeprefix(self.answer_lead)
             seq._prefix, seq._read = seq._read, len(ids)
             for stop in seq.params.stop:
                 at = seq.text.find(stop, checked_from)
@@ -634,7 +634,7 @@ class HFEngine(Engine):
             text = seq.text[: seq.stop_at]
         else:
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            text = text.removeprefix(self.answer_lead) if self.answer_lead else text
+            text = text.removeprefix(self.answer_lead)
             if seq.handle is not None and text.startswith(seq.text[: seq.sent]) and len(text) > seq.sent:
                 seq.handle.emit(("delta", text[seq.sent :]))  # what the incremental decoding held back
                 seq.sent = len(text)

@@ -241,17 +241,12 @@ def hash_files(folder: Path, names: Sequence[str], part_bytes: dict[str, int | N
     HASH_PART_BYTES {"sha256_parts", "part_bytes"}. `part_bytes` names the scheme per file when checking an
     existing manifest (None: the whole file, as manifests written before parts recorded every file). The
     parts of all files are hashed on parallel threads (hashlib releases the GIL on large blocks)."""
-    schemes = {}
-    for name in names:
-        size = (folder / name).stat().st_size
-        if part_bytes is not None:
-            schemes[name] = part_bytes.get(name)
-        else:
-            schemes[name] = HASH_PART_BYTES if size > HASH_PART_BYTES else None
-    jobs = [(name, 0, None) if schemes[name] is None else (name, start, schemes[name])
+    sizes = {name: (folder / name).stat().st_size for name in names}
+    if part_bytes is None:
+        part_bytes = {name: HASH_PART_BYTES if size > HASH_PART_BYTES else None for name, size in sizes.items()}
+    jobs = [(name, start, part_bytes.get(name))  # (file, first byte, part length; None: the whole file)
             for name in names
-            for start in ([0] if schemes[name] is None
-                          else range(0, max(1, (folder / name).stat().st_size), schemes[name]))]  # fmt: skip
+            for start in (range(0, max(1, sizes[name]), part_bytes[name]) if part_bytes.get(name) else [0])]  # fmt: skip
     with ThreadPoolExecutor(max_workers=max(1, min(16, os.cpu_count() or 1, len(jobs)))) as pool:
         digests = list(pool.map(lambda job: _sha256_of_range(folder / job[0], job[1], job[2]), jobs))
     entries: dict[str, dict[str, Any]] = {}
@@ -460,11 +455,7 @@ def last_complete_checkpoint(output_dir: str | Path, run_id: str | None) -> Path
 
 
 def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return _sha256_of_range(Path(path), 0, None)
 
 
 def git_state(repo: Path = REPO_ROOT) -> dict[str, Any]:
