@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,16 +39,26 @@ def run_script(*args: str, cwd: Path = REPO, env: dict | None = None, check: boo
     return result
 
 
+def signal_when(command: list[str], ready: Callable[[], bool], signum: int, timeout: float = 300,
+                ) -> tuple[int, str]:  # fmt: skip
+    """Run `command` from the repo root and send it `signum` the moment `ready()` holds (polled every 10 ms).
+    Returns its exit status and stderr (kept in a file while it runs, so a chatty run never blocks on a pipe)."""
+    with tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        deadline = time.monotonic() + timeout
+        while not ready() and process.poll() is None:
+            assert time.monotonic() < deadline, "the run never reached the point to signal it"
+            time.sleep(0.01)
+        process.send_signal(signum)
+        code = process.wait(timeout=timeout)
+        stderr.seek(0)
+        return code, stderr.read()
+
+
 def kill_when(command: list[str], marker: Path, timeout: float = 300) -> int:
-    """Run `command` from the repo root and SIGKILL it the moment `marker` exists (a node lost, the OOM
-    killer): nothing of the process runs after that. Returns its exit status (-9)."""
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    while not marker.is_file() and process.poll() is None:
-        assert time.monotonic() < deadline, f"{marker} never appeared"
-        time.sleep(0.01)
-    process.kill()
-    return process.wait(timeout=60)
+    """SIGKILL `command` the moment `marker` exists (a node lost, the OOM killer): nothing of the process
+    runs after that. Returns its exit status (-9)."""
+    return signal_when(command, marker.is_file, signal.SIGKILL, timeout)[0]
 
 
 @pytest.fixture(scope="session")

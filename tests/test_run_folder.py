@@ -14,8 +14,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,7 +21,7 @@ import pytest
 
 from common import runs
 from common.runs import RunError
-from conftest import PYTHON, REPO, kill_when, run_script
+from conftest import PYTHON, kill_when, run_script, signal_when
 
 # ---- Unit tests on fake folders -------------------------------------------------------------------
 
@@ -386,16 +384,10 @@ def test_sigterm_over_an_overwritten_run_saves_stops_and_resumes_to_the_uninterr
     shutil.copytree(straight_run, out)
     earlier, earlier_id = file_hashes(out), runs.read_run_id(out)
 
-    process = subprocess.Popen([*finetune_args(tiny_llama, out), "--overwrite_output_dir", "true"], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 300
     new_checkpoint = out / "checkpoint-1" / "checkpoint_manifest.json"  # (the earlier run's was moved aside)
-    while not (any(out.glob(".previous-*")) and new_checkpoint.is_file()) and process.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=300)
-    assert process.returncode == 143, stderr[-3000:]
+    code, stderr = signal_when([*finetune_args(tiny_llama, out), "--overwrite_output_dir", "true"],
+                               lambda: any(out.glob(".previous-*")) and new_checkpoint.is_file(), signal.SIGTERM)  # fmt: skip
+    assert code == 143, stderr[-3000:]
     last_line = stderr.strip().splitlines()[-1]
     step = int(last_line.split("after step ")[1].split(";")[0])
     assert 1 <= step < STEPS, last_line

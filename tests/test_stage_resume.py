@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import PYTHON, REPO, kill_when, run_script
+from conftest import PYTHON, kill_when, run_script, signal_when
 
 STAGES = ["pretrain", "rm", "dpo"]
 STEPS = ["--max_steps", "4", "--save_steps", "1", "--save_total_limit", "null", "--logging_steps", "1",
@@ -78,15 +76,10 @@ def test_sigterm_saves_a_checkpoint_and_the_resume_equals_the_uninterrupted_run(
 ):
     stage, reference = straight
     out = tmp_path / "run"
-    process = subprocess.Popen([PYTHON, *stage_args(stage, tiny_llama, out)], cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not (out / "checkpoint-1" / "checkpoint_manifest.json").is_file() and process.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 143, stderr[-3000:]
+    first_checkpoint = out / "checkpoint-1" / "checkpoint_manifest.json"
+    code, stderr = signal_when([PYTHON, *stage_args(stage, tiny_llama, out)], first_checkpoint.is_file,
+                               signal.SIGTERM)  # fmt: skip
+    assert code == 143, stderr[-3000:]
     last_line = stderr.strip().splitlines()[-1]
     step = int(last_line.split("after step ")[1].split(";")[0])
     assert 1 <= step < 4 and "Traceback" not in stderr, stderr[-3000:]
