@@ -601,10 +601,16 @@ def run_as_script(main: Any, *more_user_errors: type[Exception]) -> None:
 
 def finish_distributed() -> None:
     """Tear down the process group before the interpreter exits (torchrun, deepspeed launchers): left to
-    interpreter shutdown, the C++ communicator threads can abort the process after the run has finished."""
+    interpreter shutdown, the C++ communicator threads can abort the process after the run has finished.
+    The Trainer and DeepSpeed's engine sit in reference cycles that outlive `main`; collected only during
+    interpreter shutdown, their pending communication handles are destroyed after the process group, which
+    can abort (SIGABRT) a run that has already saved everything. So collect them first, while all is alive."""
+    import gc
+
     import torch
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gc.collect()
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
