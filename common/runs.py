@@ -46,7 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,9 @@ MODEL_FILES = (
     "special_tokens_map.json",
 )  # fmt: skip
 HASHED_WEIGHTS_LIMIT = 2 * 2**30  # larger single weight files get their size only (hashing 15 GB takes ~15 s)
+
+
+StageConfigT = TypeVar("StageConfigT", bound="RunFolderSettings")
 
 
 class RunError(RuntimeError):
@@ -110,6 +113,36 @@ def prepare_run_dir(config: RunFolderSettings) -> tuple[Path, Path | None]:
     if checkpoint is not None:
         logger.info("resuming from %s", checkpoint)
     return output_dir, checkpoint
+
+
+class OpenedRun(NamedTuple, Generic[StageConfigT]):
+    config: StageConfigT
+    output_dir: Path
+    checkpoint: Path | None  # to resume from
+    precision: str  # resolved on this machine: bf16, fp16 or fp32
+    resolved: dict[str, Any]  # the settings as the run record writes them; stages add to its "_resolved"
+
+
+def open_run(
+    config_class: type[StageConfigT], argv: list[str] | None, description: str | None,
+    config_file_flags: dict[str, str] | None = None,
+) -> OpenedRun[StageConfigT]:
+    """Every training stage's opening, the same for all: one log format; the config (command line over the
+    JSON files of `--model_config_file` / `--lora_hyperparams_file`, or of `config_file_flags`); the run
+    folder prepared before the heavy imports, so a refused folder or resume is reported at once; then the
+    precision this machine gives, the settings for the run record, and the seed."""
+    from common.config import RUN_CONFIG_FILES, parse_config
+    from common.training import resolved_settings
+
+    setup_logging()
+    config = parse_config(config_class, argv, description=description,
+                          config_file_flags=config_file_flags or RUN_CONFIG_FILES)  # fmt: skip
+    output_dir, checkpoint = prepare_run_dir(config)
+    from transformers import set_seed
+
+    precision = config.resolved_precision()
+    set_seed(config.seed)
+    return OpenedRun(config, output_dir, checkpoint, precision, resolved_settings(config, precision))
 
 
 def prepare_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> Path:

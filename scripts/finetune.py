@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import RUN_CONFIG_FILES, ConfigError, config_field, parse_config, stage_default  # noqa: E402
+from common.config import ConfigError, config_field, stage_default  # noqa: E402
 from common.data import DataError, split_train_dev  # noqa: E402
-from common.runs import prepare_run_dir, run_as_script, setup_logging, start_trainer_run  # noqa: E402
+from common.runs import open_run, run_as_script, start_trainer_run  # noqa: E402
 from common.settings import DataSettings, LoraSettings, ModelSettings, RunSettings, TrainSettings  # noqa: E402
 
 logger = logging.getLogger("finetune")
@@ -56,13 +56,17 @@ class FinetuneConfig(RunSettings, LoraSettings, TrainSettings, DataSettings, Mod
 
 
 def main(argv: list[str] | None = None) -> Path:
-    setup_logging()
-    # ---- Config -------------------------------------------------------------------------------
-    config = parse_config(FinetuneConfig, argv, description=__doc__, config_file_flags=RUN_CONFIG_FILES)
+    # ---- Config and run folder ----------------------------------------------------------------
+    config, output_dir, checkpoint, precision, resolved = open_run(FinetuneConfig, argv, __doc__)
     import torch
-    from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
+    from transformers import DataCollatorForSeq2Seq, TrainingArguments
 
     from common.chunked_loss import add_chunked_loss, supports_chunked_loss
+
+    # ---- Data ---------------------------------------------------------------------------------
+    # Records of any supported format are normalised to conversations, rendered with the template and
+    # tokenised in batches; an identical earlier run's result is reused from cache_dir.
+    from common.data import load_tokenised, resolve_specs, spec_files
     from common.modeling import (
         compile_decoder_layers,
         count_parameters,
@@ -75,21 +79,9 @@ def main(argv: list[str] | None = None) -> Path:
         causal_lm_trainer_class,
         liger_arguments,
         lora_config,
-        resolved_settings,
         save_tokenizer_and_curves,
         trainer_arguments,
     )
-
-    output_dir, checkpoint = prepare_run_dir(config)
-
-    precision = config.resolved_precision()
-    resolved = resolved_settings(config, precision)
-    set_seed(config.seed)
-
-    # ---- Data ---------------------------------------------------------------------------------
-    # Records of any supported format are normalised to conversations, rendered with the template and
-    # tokenised in batches; an identical earlier run's result is reused from cache_dir.
-    from common.data import load_tokenised, resolve_specs, spec_files
 
     tokenizer = load_tokenizer(config.model_name_or_path, trust_remote_code=config.trust_remote_code)
     from common.templates import chat_template_mismatch

@@ -29,9 +29,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import ConfigError, config_field, parse_config, stage_default  # noqa: E402
+from common.config import ConfigError, config_field, stage_default  # noqa: E402
 from common.data import DataError  # noqa: E402
-from common.runs import prepare_run_dir, run_as_script, setup_logging, start_trainer_run  # noqa: E402
+from common.runs import open_run, run_as_script, start_trainer_run  # noqa: E402
 from common.settings import LoraSettings, ModelSettings, RegistrySettings, RunSettings, TrainSettings  # noqa: E402
 
 logger = logging.getLogger("pretrain")
@@ -199,15 +199,23 @@ def stream_place_callback(stream: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    setup_logging()
-    # ---- Config -------------------------------------------------------------------------------
-    config = parse_config(PretrainConfig, argv, description=__doc__,
-                          config_file_flags={"model_config_file": "JSON with any of the keys below"})  # fmt: skip
+    # ---- Config and run folder ----------------------------------------------------------------
+    config, output_dir, checkpoint, precision, resolved = open_run(
+        PretrainConfig, argv, __doc__, {"model_config_file": "JSON with any of the keys below"}
+    )
     import torch
-    from transformers import TrainingArguments, default_data_collator, set_seed
+    from transformers import TrainingArguments, default_data_collator
 
     from common.chunked_loss import add_chunked_loss, supports_chunked_loss
-    from common.modeling import compile_decoder_layers, count_parameters, load_tokenizer, load_training_model
+
+    # ---- Tokenizer and vocabulary check -------------------------------------------------------
+    from common.modeling import (
+        compile_decoder_layers,
+        count_parameters,
+        load_model_config,
+        load_tokenizer,
+        load_training_model,
+    )
     from common.packing import DocumentBlockCollator, check_model_supports_packing
     from common.pretrain_data import (
         ResumableBlockStream,
@@ -221,16 +229,8 @@ def main(argv: list[str] | None = None) -> Path:
         causal_lm_trainer_class,
         liger_arguments,
         lora_config,
-        resolved_settings,
         trainer_arguments,
     )
-
-    output_dir, checkpoint = prepare_run_dir(config)
-    precision = config.resolved_precision()
-    set_seed(config.seed)
-
-    # ---- Tokenizer and vocabulary check -------------------------------------------------------
-    from common.modeling import load_model_config
 
     trust = config.trust_remote_code
     model_vocab = load_model_config(config.model_name_or_path, trust).vocab_size
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> Path:
         remove_unused_columns=False,
         ignore_data_skip=stream_start is not None,  # the stream starts at its place: nothing to skip
     )
-    resolved = resolved_settings(config, precision, model_vocab=old_vocab, tokenizer_vocab=len(tokenizer))
+    resolved["_resolved"] |= {"model_vocab": old_vocab, "tokenizer_vocab": len(tokenizer)}
     # With packing, each document in a block attends only to itself (positions restart after its eos).
     collator = DocumentBlockCollator(tokenizer.eos_token_id) if config.packing else default_data_collator
     callbacks = []

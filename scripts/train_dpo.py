@@ -46,8 +46,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import RUN_CONFIG_FILES, ConfigError, config_field, parse_config, stage_default  # noqa: E402
-from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
+from common.config import ConfigError, config_field, stage_default  # noqa: E402
+from common.runs import RunError, open_run, run_as_script, start_trainer_run  # noqa: E402
 from common.settings import PreferenceLossSettings  # noqa: E402
 from common.training import PreferenceTrainingConfig  # noqa: E402
 
@@ -186,28 +186,20 @@ def reference_free_policy(config: DPOStageConfig, model: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    setup_logging()
-    # ---- Config -------------------------------------------------------------------------------
-    config = parse_config(DPOStageConfig, argv, description=__doc__, config_file_flags=RUN_CONFIG_FILES)
-    from transformers import set_seed
+    # ---- Config and run folder ----------------------------------------------------------------
+    config, output_dir, checkpoint, precision, resolved = open_run(DPOStageConfig, argv, __doc__)
     from trl import DPOConfig
 
     from common.modeling import load_training_model
     from common.rlhf import policy_and_reference
-    from common.runs import prepare_run_dir, start_trainer_run
     from common.training import (
         load_preference_pairs,
         load_stage_tokenizer,
-        resolved_settings,
         save_tokenizer_and_curves,
         train_and_save,
         trainer_arguments,
     )
 
-    output_dir, checkpoint = prepare_run_dir(config)
-    precision = config.resolved_precision()
-    resolved = resolved_settings(config, precision)
-    set_seed(config.seed)
 
     # ---- Data ---------------------------------------------------------------------------------
     tokenizer = load_stage_tokenizer(config, config.adapter_name_or_path)

@@ -49,16 +49,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import (  # noqa: E402
-    RUN_CONFIG_FILES,
-    ConfigError,
-    Settings,
-    config_field,
-    parse_config,
-    stage_default,
-)
+from common.config import ConfigError, Settings, config_field, stage_default  # noqa: E402
 from common.rewards import DEFAULT_ANSWER_PATTERN  # noqa: E402
-from common.runs import run_as_script, setup_logging  # noqa: E402
+from common.runs import log_config_to_wandb, open_run, run_as_script, start_trainer_run  # noqa: E402
 from common.settings import (  # noqa: E402
     AdapterStartSettings,
     DataSourceSettings,
@@ -386,14 +379,8 @@ def jsonl_log_callback(path: Path) -> Any:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    setup_logging()
-    # ---- Config -------------------------------------------------------------------------------
-    config = parse_config(GRPOStageConfig, argv, description=__doc__, config_file_flags=RUN_CONFIG_FILES)
-    from common.runs import log_config_to_wandb, prepare_run_dir, start_trainer_run
-
-    output_dir, checkpoint = prepare_run_dir(config)
-
-    from transformers import set_seed
+    # ---- Config and run folder ----------------------------------------------------------------
+    config, output_dir, checkpoint, precision, resolved = open_run(GRPOStageConfig, argv, __doc__)
     from trl import GRPOConfig
 
     from common.modeling import load_training_model
@@ -401,14 +388,10 @@ def main(argv: list[str] | None = None) -> Path:
     from common.training import (
         load_stage_tokenizer,
         lora_config,
-        resolved_settings,
         train_and_save,
         trainer_arguments,
     )
 
-    precision = config.resolved_precision()
-    resolved = resolved_settings(config, precision)
-    set_seed(config.seed)
 
     # ---- Data ---------------------------------------------------------------------------------
     tokenizer = load_stage_tokenizer(config, config.adapter_name_or_path, padding_side="left")

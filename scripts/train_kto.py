@@ -41,8 +41,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import RUN_CONFIG_FILES, ConfigError, config_field, parse_config, stage_default  # noqa: E402
-from common.runs import run_as_script, setup_logging  # noqa: E402
+from common.config import ConfigError, config_field, stage_default  # noqa: E402
+from common.runs import open_run, run_as_script, start_trainer_run  # noqa: E402
 from common.settings import PreferenceLossSettings  # noqa: E402
 from common.training import PreferenceTrainingConfig  # noqa: E402
 
@@ -153,29 +153,19 @@ def pretokenised_kto_trainer() -> Any:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    setup_logging()
-    # ---- Config -------------------------------------------------------------------------------
-    config = parse_config(KTOStageConfig, argv, description=__doc__, config_file_flags=RUN_CONFIG_FILES)
-    from common.runs import prepare_run_dir, start_trainer_run
-
-    output_dir, checkpoint = prepare_run_dir(config)
-
-    from transformers import set_seed
+    # ---- Config and run folder ----------------------------------------------------------------
+    config, output_dir, checkpoint, precision, resolved = open_run(KTOStageConfig, argv, __doc__)
     from trl import KTOConfig
 
     from common.modeling import load_training_model
     from common.rlhf import policy_and_reference
     from common.training import (
         load_stage_tokenizer,
-        resolved_settings,
         save_tokenizer_and_curves,
         train_and_save,
         trainer_arguments,
     )
 
-    precision = config.resolved_precision()
-    resolved = resolved_settings(config, precision)
-    set_seed(config.seed)
 
     # ---- Data ---------------------------------------------------------------------------------
     tokenizer = load_stage_tokenizer(config, config.adapter_name_or_path)

@@ -53,16 +53,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import (  # noqa: E402
-    RUN_CONFIG_FILES,
-    ConfigError,
-    Settings,
-    config_field,
-    parse_config,
-    stage_default,
-)
+from common.config import ConfigError, Settings, config_field, stage_default  # noqa: E402
 from common.data import DataError  # noqa: E402
-from common.runs import RunError, load_torch_state, run_as_script, setup_logging  # noqa: E402
+from common.runs import RunError, load_torch_state, open_run, run_as_script  # noqa: E402
 from common.settings import (  # noqa: E402
     AdapterStartSettings,
     DataSourceSettings,
@@ -917,37 +910,16 @@ def save_outputs(run: PPORun) -> None:
 # ---- Main --------------------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None) -> PPOConfig:
-    return parse_config(
-        PPOConfig,
-        argv,
-        description=__doc__,
-        config_file_flags=RUN_CONFIG_FILES,
-    )
-
-
 def main(argv: list[str] | None = None) -> Path:
-    setup_logging()
     # ---- Config and run folder ----------------------------------------------------------------
-    config = parse_args(argv)
-    from common.runs import (
-        StopSignals,
-        prepare_run_dir,
-        setup_wandb,
-        stop_and_exit,
-        write_run_record,
-    )
-
-    output_dir, checkpoint = prepare_run_dir(config)
-    if checkpoint is not None:
-        check_checkpoint_files(checkpoint)  # before minutes of model loading
+    config, output_dir, checkpoint, precision, resolved = open_run(PPOConfig, argv, __doc__)
     from transformers import set_seed
 
-    from common.training import resolved_settings
+    from common.runs import StopSignals, setup_wandb, stop_and_exit, write_run_record
 
-    precision = config.resolved_precision()
+    if checkpoint is not None:
+        check_checkpoint_files(checkpoint)  # before minutes of model loading
     accelerator = build_accelerator(config, precision)
-    resolved = resolved_settings(config, precision)
     set_seed(config.seed + accelerator.process_index)  # each device samples different rollouts
 
     # ---- Data and models ----------------------------------------------------------------------

@@ -34,8 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import RUN_CONFIG_FILES, ConfigError, config_field, parse_config, stage_default  # noqa: E402
-from common.runs import run_as_script, setup_logging  # noqa: E402
+from common.config import ConfigError, config_field, stage_default  # noqa: E402
+from common.runs import open_run, run_as_script, start_trainer_run  # noqa: E402
 from common.training import PreferenceTrainingConfig  # noqa: E402
 
 logger = logging.getLogger("train_rm")
@@ -56,15 +56,9 @@ class RewardModelConfig(PreferenceTrainingConfig):
 
 
 def main(argv: list[str] | None = None) -> Path:
-    setup_logging()
-    # ---- Config -------------------------------------------------------------------------------
-    config = parse_config(RewardModelConfig, argv, description=__doc__, config_file_flags=RUN_CONFIG_FILES)
-    # Before the heavy imports, so a refused output_dir or checkpoint is reported at once.
-    from common.runs import prepare_run_dir, start_trainer_run
-
-    output_dir, checkpoint = prepare_run_dir(config)
-
-    from transformers import AutoModelForSequenceClassification, set_seed
+    # ---- Config and run folder ----------------------------------------------------------------
+    config, output_dir, checkpoint, precision, resolved = open_run(RewardModelConfig, argv, __doc__)
+    from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
     from common.modeling import (
@@ -78,14 +72,10 @@ def main(argv: list[str] | None = None) -> Path:
         load_preference_pairs,
         load_stage_tokenizer,
         lora_config,
-        resolved_settings,
         save_tokenizer_and_curves,
         trainer_arguments,
     )
 
-    precision = config.resolved_precision()
-    resolved = resolved_settings(config, precision)
-    set_seed(config.seed)
 
     # ---- Data ---------------------------------------------------------------------------------
     tokenizer = load_stage_tokenizer(config, config.adapter_name_or_path)
