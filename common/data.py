@@ -137,6 +137,18 @@ class RecordError(ValueError):
     """One bad record; the loader adds where it is and decides whether to stop or skip."""
 
 
+# Registry sources LLaMA-Factory loads and this repo refuses, when an entry is used: (its key, why and what to do).
+UNLOADED_SOURCES = {
+    "ms_hub": ("ms_hub_url", "is on the ModelScope hub, which this repo does not load; download it and "
+                             "register file_name"),
+    "om_hub": ("om_hub_url", "is on the Modelers (OpenMind) hub, which this repo does not load; download it "
+                             "and register file_name"),
+    "script": ("script_url", "is a dataset loading script, not run here (it executes code); convert the data "
+                             "to a file and register file_name"),
+    "cloud_file": ("cloud_file_name", "is not read here; copy the file locally and register file_name"),
+}  # fmt: skip
+
+
 @dataclasses.dataclass
 class DatasetSpec:
     """One entry of dataset_info.json (LLaMA-Factory's keys), or a file given with --data_path."""
@@ -196,18 +208,9 @@ class DatasetSpec:
         """The registry accepts every LLaMA-Factory key; what this repo cannot do offline is refused here,
         when the entry is used, in one line."""
         source = self.source()
-        if source == "ms_hub":
-            raise DataError(f"dataset {self.name!r}: ms_hub_url {self.ms_hub_url!r} is on the ModelScope hub, "
-                            "which this repo does not load; download it and register file_name")  # fmt: skip
-        if source == "om_hub":
-            raise DataError(f"dataset {self.name!r}: om_hub_url {self.om_hub_url!r} is on the Modelers "
-                            "(OpenMind) hub, which this repo does not load; download it and register file_name")  # fmt: skip
-        if source == "script":
-            raise DataError(f"dataset {self.name!r}: script_url {self.script_url!r}: dataset loading scripts "
-                            "are not run here (they execute code); convert the data to a file and register file_name")  # fmt: skip
-        if source == "cloud_file":
-            raise DataError(f"dataset {self.name!r}: cloud_file_name {self.cloud_file_name!r} is not read here; "
-                            "copy the file locally and register file_name")  # fmt: skip
+        if source in UNLOADED_SOURCES:
+            key, why = UNLOADED_SOURCES[source]
+            raise DataError(f"dataset {self.name!r}: {key} {getattr(self, key)!r} {why}")
         if source == "hf_hub" and not self.hf_hub_url:
             raise DataError(f"dataset {self.name!r}: load_from hf_hub needs hf_hub_url")
         if source == "file" and not self.file_name:
@@ -317,13 +320,17 @@ def _text(
     return value
 
 
+def _parsed_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RecordError(f"{what} is not valid JSON ({err.msg})") from None
+
+
 def _json_text(value: Any, what: str) -> str:
     """A tool call or tool list as a JSON string: a string must parse, a list or object is serialised."""
     if isinstance(value, str):
-        try:
-            json.loads(value)
-        except json.JSONDecodeError as err:
-            raise RecordError(f"{what} is not valid JSON ({err.msg})") from None
+        _parsed_json(value, what)
         return value
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
@@ -423,12 +430,7 @@ def _openai_tool_calls(calls: Any, turn: int) -> str:
         function = call.get("function", call)
         arguments = function.get("arguments", {})
         if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments)
-            except json.JSONDecodeError as err:
-                raise RecordError(
-                    f"turn {turn}: tool call arguments are not valid JSON ({err.msg})"
-                ) from None
+            arguments = _parsed_json(arguments, f"turn {turn}: the tool call's arguments")
         if not isinstance(function.get("name"), str):
             raise RecordError(f"turn {turn}: a tool call needs a string 'name'")
         parsed.append({"name": function["name"], "arguments": arguments})

@@ -139,10 +139,11 @@ def positions_restarting_after(input_ids: list[int], separator_id: int) -> list[
     return positions
 
 
-def as_long_tensors(batch: dict[str, list[list[int]]]) -> dict[str, Any]:
+def as_long_tensors(rows: list[dict[str, list[int]]]) -> dict[str, Any]:
+    """Rows of equal length, each {column: ids}, as one [rows, length] long tensor per column."""
     import torch
 
-    return {key: torch.tensor(value, dtype=torch.long) for key, value in batch.items()}
+    return {key: torch.tensor([row[key] for row in rows], dtype=torch.long) for key in rows[0]}
 
 
 class PackedCollator:
@@ -159,20 +160,17 @@ class PackedCollator:
 
     def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, Any]:
         width = self.row_length or max(len(row["input_ids"]) for row in rows)
-        batch: dict[str, list[list[int]]] = {
-            "input_ids": [],
-            "labels": [],
-            "position_ids": [],
-            "attention_mask": [],
-        }
+        padded = []
         for row in rows:
             pad = width - len(row["input_ids"])
-            batch["input_ids"].append(row["input_ids"] + [self.pad_token_id] * pad)
-            batch["labels"].append(row["labels"] + [IGNORE_INDEX] * pad)
-            # Padding continues as one more "example" of its own (positions 0, 1, ...), which nothing attends to.
-            batch["position_ids"].append(row["position_ids"] + list(range(pad)))
-            batch["attention_mask"].append([1] * len(row["input_ids"]) + [0] * pad)
-        return as_long_tensors(batch)
+            padded.append({
+                "input_ids": row["input_ids"] + [self.pad_token_id] * pad,
+                "labels": row["labels"] + [IGNORE_INDEX] * pad,
+                # Padding continues as one more "example" of its own (positions 0, 1, ...) that nothing sees.
+                "position_ids": row["position_ids"] + list(range(pad)),
+                "attention_mask": [1] * len(row["input_ids"]) + [0] * pad,
+            })  # fmt: skip
+        return as_long_tensors(padded)
 
 
 class DocumentBlockCollator:
@@ -186,25 +184,15 @@ class DocumentBlockCollator:
         self.eos_token_id = eos_token_id
 
     def __call__(self, blocks: list[dict[str, list[int]]]) -> dict[str, Any]:
-        batch: dict[str, list[list[int]]] = {
-            "input_ids": [],
-            "labels": [],
-            "position_ids": [],
-            "attention_mask": [],
-        }
+        rows = []
         for block in blocks:
             ids = list(block["input_ids"])
             positions = positions_restarting_after(ids, self.eos_token_id)
-            batch["input_ids"].append(ids)
-            batch["position_ids"].append(positions)
-            batch["labels"].append(
-                [
-                    IGNORE_INDEX if p == 0 and i else t
-                    for i, (t, p) in enumerate(zip(ids, positions, strict=True))
-                ]
-            )
-            batch["attention_mask"].append([1] * len(ids))
-        return as_long_tensors(batch)
+            starts = [i > 0 and p == 0 for i, p in enumerate(positions)]  # a later document's first token
+            labels = [IGNORE_INDEX if start else t for t, start in zip(ids, starts, strict=True)]
+            rows.append({"input_ids": ids, "labels": labels, "position_ids": positions,
+                         "attention_mask": [1] * len(ids)})  # fmt: skip
+        return as_long_tensors(rows)
 
 
 def strip_packed_attention_mask(inputs: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,8 @@ every stage (common.config.Settings.validate runs them all). Helpers take the gr
     OptimSettings   optimiser and schedule, accumulation, checkpoint and log intervals (PPO's loop too)
     TrainSettings   + the Trainer's batches, evaluation, length grouping and packing
     LoraSettings    LoRA adapters (QLoRA when ModelSettings.quantization_bit is set)
-    RunSettings     output folder, resume/overwrite, precision, DeepSpeed, seed, W&B
+    WandbSettings   W&B reporting (also evaluate.py, make_report.py)
+    RunSettings     + output folder, resume/overwrite, precision, DeepSpeed/FSDP, seed
 """
 
 from __future__ import annotations
@@ -254,7 +255,18 @@ class LoraSettings(Settings):
 
 
 @dataclasses.dataclass
-class RunSettings(Settings):
+class WandbSettings(Settings):
+    report_to: str = config_field("none", "none or wandb (offline when there is no API key)")
+    wandb_project: str = config_field("belle-finetune", "W&B project name")
+    run_name: str | None = config_field(None, "W&B run name (default: named after the output or run folder)")
+
+    def check(self) -> None:
+        if self.report_to not in ("none", "wandb"):
+            raise ConfigError(f"report_to must be none or wandb, got {self.report_to!r}")
+
+
+@dataclasses.dataclass
+class RunSettings(WandbSettings):
     output_dir: str = config_field(
         "trained_models/tiny-llama", "where checkpoints, the result and the run record go"
     )
@@ -277,9 +289,6 @@ class RunSettings(Settings):
         False,
         "start a new run in an output_dir that holds one; the earlier files are moved aside, never deleted",
     )
-    report_to: str = config_field("none", "none or wandb (offline when there is no API key)")
-    wandb_project: str = config_field("belle-finetune", "W&B project name")
-    run_name: str | None = config_field(None, "W&B run name (default: the output folder's name)")
     local_rank: int = config_field(-1, "set by the deepspeed launcher; leave it alone")
 
     def check(self) -> None:
@@ -287,8 +296,6 @@ class RunSettings(Settings):
             raise ConfigError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
         if self.fp16 and self.bf16:
             raise ConfigError("fp16 and bf16 are both true; choose one")
-        if self.report_to not in ("none", "wandb"):
-            raise ConfigError(f"report_to must be none or wandb, got {self.report_to!r}")
         if self.deepspeed and self.fsdp_config:
             raise ConfigError("deepspeed and fsdp_config are two ways to shard the same training; choose one")
         if self.fsdp_config and world_size() < 2:

@@ -20,14 +20,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import ConfigError, config_field, parse_config  # noqa: E402
+from common.config import config_field, parse_config  # noqa: E402
 from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
+from common.settings import WandbSettings  # noqa: E402
 
 logger = logging.getLogger("evaluate")
 
 
 @dataclasses.dataclass
-class EvaluateConfig:
+class EvaluateConfig(WandbSettings):  # report_to wandb: metrics and predictions
     predictions_file: str = config_field(
         "trained_models/tiny-llama/predictions.jsonl",
         'generate.py output: JSON lines {"input", "predict", "target"}',
@@ -36,13 +37,6 @@ class EvaluateConfig:
         None, "where metrics.json goes (null: the predictions file's folder)"
     )
     overwrite: bool = config_field(False, "allow replacing an existing metrics.json")
-    report_to: str = config_field("none", "none or wandb (offline when there is no API key)")
-    wandb_project: str = config_field("belle-finetune", "W&B project name")
-    run_name: str | None = config_field(None, "W&B run name (default: eval-<the predictions folder's name>)")
-
-    def validate(self) -> None:
-        if self.report_to not in ("none", "wandb"):
-            raise ConfigError(f"report_to must be none or wandb, got {self.report_to!r}")
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -28,8 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
-from common.config import ConfigError, config_field, parse_config  # noqa: E402
+from common.config import config_field, parse_config  # noqa: E402
 from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
+from common.settings import WandbSettings  # noqa: E402
 
 logger = logging.getLogger("make_report")
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +39,7 @@ KERNEL_FIX = "python -m ipykernel install --user --name belle-finetune  (scripts
 
 
 @dataclasses.dataclass
-class ReportConfig:
+class ReportConfig(WandbSettings):  # report_to wandb: metrics, predictions and the report HTML
     run_dir: str = config_field("trained_models/tiny-llama", "the training run's output folder")
     predictions_file: str | None = config_field(
         None, "generate.py output (null: <run_dir>/predictions.jsonl)"
@@ -48,13 +49,6 @@ class ReportConfig:
     output_dir: str | None = config_field(None, "where the report goes (null: reports/<run_dir's name>)")
     overwrite: bool = config_field(False, "allow replacing an existing report")
     kernel: str = config_field("belle-finetune", "Jupyter kernel that runs the notebook")
-    report_to: str = config_field("none", "none or wandb: also log metrics, predictions and the report HTML")
-    wandb_project: str = config_field("belle-finetune", "W&B project name")
-    run_name: str | None = config_field(None, "W&B run name (default: report-<run_dir's name>)")
-
-    def validate(self) -> None:
-        if self.report_to not in ("none", "wandb"):
-            raise ConfigError(f"report_to must be none or wandb, got {self.report_to!r}")
 
 
 def check_kernel(name: str) -> None:

@@ -96,7 +96,7 @@ def test_every_llamafactory_key_loads_and_local_entries_work(lf_dir):
     [
         ("modelscope_only", "dataset 'modelscope_only': ms_hub_url 'example/ms_only' is on the ModelScope hub"),
         ("modelers_only", "dataset 'modelers_only': om_hub_url 'example/om_only' is on the Modelers (OpenMind)"),
-        ("by_script", "dataset 'by_script': script_url 'my_script': dataset loading scripts are not run here"),
+        ("by_script", "dataset 'by_script': script_url 'my_script' is a dataset loading script, not run here"),
         ("in_the_cloud", "dataset 'in_the_cloud': cloud_file_name 's3://bucket/data.json' is not read here"),
         ("multimodal", "dataset 'multimodal': columns images, videos, audios hold multimodal input"),
         ("hub_everywhere", "dataset 'hub_everywhere': cannot load 'example/alpaca_zh' from the Hugging Face hub"),
