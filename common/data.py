@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import inspect
 import json
 import logging
@@ -794,42 +795,35 @@ def _spec_of(source: str | Path | DatasetSpec, dataset_dir: str | Path) -> Datas
     return resolve_specs(str(source), None, dataset_dir)[0]
 
 
-def load_preference_records(
+def load_records_of_kind(
     source: str | Path | DatasetSpec,
     dataset_dir: str | Path = "data_dir",
     skip_bad_records: bool = False,
     max_samples: int | None = None,
+    *,
+    kind: str,
 ) -> list[dict[str, Any]]:
-    """Preference pairs as {"system", "tools", "messages" (prompt, ends on a user turn), "chosen", "rejected"}.
+    """One dataset's records, refused unless they are of `kind`; `source` is a registered name, a file or a
+    DatasetSpec.
 
-    `source`: a registered name, a file (chosen/rejected columns, alpaca `output: [chosen, rejected]`,
-    raw HH-RLHF strings, sharegpt ranking) or a DatasetSpec.
+    - "preference": {"system", "tools", "messages" (prompt, ends on a user turn), "chosen", "rejected"} from
+      chosen/rejected columns, alpaca `output: [chosen, rejected]`, raw HH-RLHF strings or sharegpt ranking.
+    - "kto": {"system", "tools", "messages", "completion", "label"} from a registered entry whose columns name
+      a kto_tag (LLaMA-Factory's KTO format, alpaca or sharegpt) or a file whose records carry `kto_tag` (or a
+      boolean `label`). `label` True marks a desirable completion, False an undesirable one.
     """
     spec = _spec_of(source, dataset_dir)
-    if not spec.ranking:
-        raise DataError(
-            f"dataset {spec.name!r} is not a preference dataset (no chosen/rejected; set ranking)"
-        )
+    is_kind, missing = {
+        "preference": (spec.ranking, "is not a preference dataset (no chosen/rejected; set ranking)"),
+        "kto": (spec.kto, "is not KTO data (no true/false label per answer; name it in columns.kto_tag)"),
+    }[kind]
+    if not is_kind:
+        raise DataError(f"dataset {spec.name!r} {missing}")
     return load_normalised(spec, dataset_dir, skip_bad_records, max_samples)
 
 
-def load_kto_records(
-    source: str | Path | DatasetSpec,
-    dataset_dir: str | Path = "data_dir",
-    skip_bad_records: bool = False,
-    max_samples: int | None = None,
-) -> list[dict[str, Any]]:
-    """KTO data as {"system", "tools", "messages" (prompt, ends on a user turn), "completion", "label"}.
-
-    `source`: a registered name whose columns name a kto_tag (LLaMA-Factory's KTO format, alpaca or
-    sharegpt), a file whose records carry `kto_tag` (or a boolean `label`), or a DatasetSpec. `label`
-    True marks a desirable completion, False an undesirable one.
-    """
-    spec = _spec_of(source, dataset_dir)
-    if not spec.kto:
-        raise DataError(f"dataset {spec.name!r} is not KTO data (no true/false label per answer; "
-                        "name it in columns.kto_tag)")  # fmt: skip
-    return load_normalised(spec, dataset_dir, skip_bad_records, max_samples)
+load_preference_records = functools.partial(load_records_of_kind, kind="preference")
+load_kto_records = functools.partial(load_records_of_kind, kind="kto")
 
 
 def refuse_other_kinds(records: list[dict[str, Any]], stage: str) -> None:

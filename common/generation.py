@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from common.config import ConfigError, Settings, config_field
+from common.settings import PrecisionSettings
 
 logger = logging.getLogger(__name__)
 
@@ -700,7 +701,7 @@ def default_template(
 
 
 @dataclasses.dataclass
-class ServingSettings(Settings):
+class ServingSettings(PrecisionSettings):
     """What api.py, chat.py and web_demo.py serve, beside ModelSettings (weights, quantisation)."""
 
     adapter_name_or_path: str | None = config_field(
@@ -713,7 +714,6 @@ class ServingSettings(Settings):
     system: str | None = config_field(
         None, "system prompt when a conversation has none (null: the template's)"
     )
-    precision: str = config_field("auto", "auto (bf16 or fp16 on GPU, fp32 on CPU), bf16, fp16 or fp32")
     max_batch_size: int = config_field(64, "most sequences decoded together (continuous batching)")
     max_queue: int = config_field(256, "most requests waiting for a place in the batch; more are refused")
     max_tokens: int = config_field(512, "answer length when a request does not say (max_tokens)")
@@ -725,8 +725,6 @@ class ServingSettings(Settings):
             raise ConfigError(
                 f"unknown template {self.template!r}; choose one of {', '.join(TEMPLATE_NAMES)}"
             )
-        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
-            raise ConfigError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
         for name in ("max_batch_size", "max_queue", "max_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -145,6 +145,22 @@ def open_run(
     return OpenedRun(config, output_dir, checkpoint, precision, resolved_settings(config, precision))
 
 
+def tool_output_dir(output_dir: str | Path, overwrite: bool, inputs: Sequence[str | Path] = ()) -> Path:
+    """The output folder of a tool that is not a training run (merge_lora, merge_tokenizer): refused when it
+    is one of the tool's `inputs`, or not a folder, or already holds files and `overwrite` is off."""
+    path = Path(output_dir)
+    for source in inputs:
+        if Path(source).exists() and path.resolve() == Path(source).resolve():
+            raise RunError(f"output_dir {path} is the input folder {source}; choose another")
+    if path.exists() and not path.is_dir():
+        raise RunError(f"output_dir {path} exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        held = ", ".join(sorted(p.name for p in path.iterdir())[:5])
+        raise RunError(f"output_dir {path} already holds files ({held}, ...). Nothing was changed. "
+                       "Pass --overwrite to write over them, or choose another --output_dir.")  # fmt: skip
+    return path
+
+
 def prepare_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> Path:
     """Create `output_dir`, or refuse one that already holds files unless resuming or overwriting.
 

@@ -19,8 +19,9 @@ every stage (common.config.Settings.validate runs them all). Helpers take the gr
     OptimSettings   optimiser and schedule, accumulation, checkpoint and log intervals (PPO's loop too)
     TrainSettings   + the Trainer's batches, evaluation, length grouping and packing
     LoraSettings    LoRA adapters (QLoRA when ModelSettings.quantization_bit is set)
+    PrecisionSettings  auto, bf16, fp16 or fp32 (also generate.py and the servers)
     WandbSettings   W&B reporting (also evaluate.py, make_report.py)
-    RunSettings     + output folder, resume/overwrite, precision, DeepSpeed/FSDP, seed
+    RunSettings     both + output folder, resume/overwrite, precision, DeepSpeed/FSDP, seed
 """
 
 from __future__ import annotations
@@ -255,6 +256,17 @@ class LoraSettings(Settings):
 
 
 @dataclasses.dataclass
+class PrecisionSettings(Settings):
+    precision: str = config_field(
+        "auto", "auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), bf16, fp16 or fp32"
+    )
+
+    def check(self) -> None:
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise ConfigError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
+
+
+@dataclasses.dataclass
 class WandbSettings(Settings):
     report_to: str = config_field("none", "none or wandb (offline when there is no API key)")
     wandb_project: str = config_field("belle-finetune", "W&B project name")
@@ -266,14 +278,11 @@ class WandbSettings(Settings):
 
 
 @dataclasses.dataclass
-class RunSettings(WandbSettings):
+class RunSettings(WandbSettings, PrecisionSettings):
     output_dir: str = config_field(
         "trained_models/tiny-llama", "where checkpoints, the result and the run record go"
     )
     seed: int = config_field(42, "seed for the split, initialisation of new weights, and data order")
-    precision: str = config_field(
-        "auto", "auto (bf16 on GPUs that have it, else fp16; fp32 on CPU), bf16, fp16 or fp32"
-    )
     fp16: bool | None = config_field(None, "BELLE compatibility: true forces precision fp16")
     bf16: bool | None = config_field(None, "BELLE compatibility: true forces precision bf16")
     deepspeed: str | None = config_field(
@@ -292,8 +301,6 @@ class RunSettings(WandbSettings):
     local_rank: int = config_field(-1, "set by the deepspeed launcher; leave it alone")
 
     def check(self) -> None:
-        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
-            raise ConfigError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
         if self.fp16 and self.bf16:
             raise ConfigError("fp16 and bf16 are both true; choose one")
         if self.deepspeed and self.fsdp_config:

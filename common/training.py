@@ -16,6 +16,7 @@ from common.settings import (
     DataSettings,
     LoraSettings,
     ModelSettings,
+    PreferenceLossSettings,
     RunSettings,
     TrainSettings,
     world_size,
@@ -52,6 +53,13 @@ class PreferenceTrainingConfig(
             # drop any other column before the sampler is built.
             raise ConfigError("group_by_length is for SFT: the Trainer's length-grouped sampler cannot measure "
                               "TRL's preference pairs")  # fmt: skip
+
+
+@dataclasses.dataclass
+class PolicyPreferenceConfig(PreferenceLossSettings, PreferenceTrainingConfig):
+    """Every key of a stage that trains the policy itself on preferences (DPO and its variants, KTO)."""
+
+    learning_rate: float = stage_default(5e-6)  # small: full fine-tuning of a policy drifts fast on preferences
 
 
 def sharded_sampling_refusal(stage: str, sharding: str) -> str:

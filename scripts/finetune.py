@@ -25,9 +25,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, config_field, stage_default  # noqa: E402
-from common.data import DataError, split_train_dev  # noqa: E402
+from common.data import DataError, load_tokenised, resolve_specs, spec_files, split_train_dev  # noqa: E402
+from common.modeling import (  # noqa: E402
+    compile_decoder_layers,
+    count_parameters,
+    freeze_all_but_last_layers,
+    load_tokenizer,
+    load_training_model,
+)
+from common.packing import PackedCollator, check_model_supports_packing, pack_examples  # noqa: E402
 from common.runs import open_run, run_as_script, start_trainer_run  # noqa: E402
 from common.settings import DataSettings, LoraSettings, ModelSettings, RunSettings, TrainSettings  # noqa: E402
+from common.templates import chat_template_mismatch  # noqa: E402
+from common.training import (  # noqa: E402
+    causal_lm_trainer_class,
+    liger_arguments,
+    lora_config,
+    save_tokenizer_and_curves,
+    trainer_arguments,
+)
 
 logger = logging.getLogger("finetune")
 
@@ -58,6 +74,7 @@ class FinetuneConfig(RunSettings, LoraSettings, TrainSettings, DataSettings, Mod
 def main(argv: list[str] | None = None) -> Path:
     # ---- Config and run folder ----------------------------------------------------------------
     config, output_dir, checkpoint, precision, resolved = open_run(FinetuneConfig, argv, __doc__)
+    # Heavy imports only now: --help and a refused run folder answer at once.
     import torch
     from transformers import DataCollatorForSeq2Seq, TrainingArguments
 
@@ -66,25 +83,8 @@ def main(argv: list[str] | None = None) -> Path:
     # ---- Data ---------------------------------------------------------------------------------
     # Records of any supported format are normalised to conversations, rendered with the template and
     # tokenised in batches; an identical earlier run's result is reused from cache_dir.
-    from common.data import load_tokenised, resolve_specs, spec_files
-    from common.modeling import (
-        compile_decoder_layers,
-        count_parameters,
-        freeze_all_but_last_layers,
-        load_tokenizer,
-        load_training_model,
-    )
-    from common.packing import PackedCollator, check_model_supports_packing, pack_examples
-    from common.training import (
-        causal_lm_trainer_class,
-        liger_arguments,
-        lora_config,
-        save_tokenizer_and_curves,
-        trainer_arguments,
-    )
 
     tokenizer = load_tokenizer(config.model_name_or_path, trust_remote_code=config.trust_remote_code)
-    from common.templates import chat_template_mismatch
 
     if mismatch := chat_template_mismatch(tokenizer, config.template):  # a chat model trained off its format
         logger.warning("%s; details: python -m common.templates check --model %s --template %s", mismatch,

@@ -38,13 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 from common.config import ConfigError, config_field, parse_config  # noqa: E402
 from common.data import DataError  # noqa: E402
 from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
-from common.settings import RemoteCodeSettings  # noqa: E402
+from common.settings import PrecisionSettings, RemoteCodeSettings  # noqa: E402
 
 logger = logging.getLogger("generate")
 
 
 @dataclasses.dataclass
-class GenerateConfig(RemoteCodeSettings):
+class GenerateConfig(RemoteCodeSettings, PrecisionSettings):
     # Inputs
     dev_file: str = config_field(
         "data_dir/Belle_open_source_0.5M.dev.json",
@@ -89,13 +89,10 @@ class GenerateConfig(RemoteCodeSettings):
     num_beams: int = config_field(4, "beams (decoding=beam)")
     repetition_penalty: float = config_field(1.0, "penalty > 1 discourages repeating tokens (1.0: off)")
     seed: int = config_field(42, "seed for sampling")
-    precision: str = config_field("auto", "auto (bf16 or fp16 on GPU, fp32 on CPU), bf16, fp16 or fp32")
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.decoding not in ("greedy", "sample", "beam"):
             raise ConfigError(f"decoding must be greedy, sample or beam, got {self.decoding!r}")
-        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
-            raise ConfigError(f"precision must be auto, bf16, fp16 or fp32, got {self.precision!r}")
         for name in ("batch_size", "max_new_tokens", "num_beams"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

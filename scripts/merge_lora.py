@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, config_field, parse_config  # noqa: E402
-from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
+from common.runs import run_as_script, setup_logging, tool_output_dir  # noqa: E402
 from common.settings import RemoteCodeSettings  # noqa: E402
 
 logger = logging.getLogger("merge_lora")
@@ -45,24 +45,9 @@ class MergeConfig(RemoteCodeSettings):
     )
     overwrite: bool = config_field(False, "allow writing into an output_dir that already holds files")
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.dtype not in ("fp32", "bf16", "fp16"):
             raise ConfigError(f"dtype must be fp32, bf16 or fp16, got {self.dtype!r}")
-
-
-def check_output_dir(config: MergeConfig) -> Path:
-    """Refuse a non-empty output_dir unless --overwrite, and never the base or adapter folder itself."""
-    output_dir = Path(config.output_dir)
-    for source in (config.base_model, config.lora_model):
-        if Path(source).exists() and output_dir.resolve() == Path(source).resolve():
-            raise ConfigError(f"output_dir {output_dir} is the input folder {source}; choose another")
-    if output_dir.exists() and not output_dir.is_dir():
-        raise RunError(f"output_dir {output_dir} exists and is not a folder")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not config.overwrite:
-        held = ", ".join(sorted(p.name for p in output_dir.iterdir())[:5])
-        raise RunError(f"output_dir {output_dir} already holds files ({held}, ...). Nothing was changed. "
-                       "Pass --overwrite to write over them, or choose another --output_dir.")  # fmt: skip
-    return output_dir
 
 
 def adapter_vocab_size(adapter_path: str) -> int | None:
@@ -141,7 +126,8 @@ def main(argv: list[str] | None = None) -> Path:
     setup_logging()
     # ---- Config -------------------------------------------------------------------------------
     config = parse_config(MergeConfig, argv, description=__doc__)
-    output_dir = check_output_dir(config)
+    inputs = (config.base_model, config.lora_model)
+    output_dir = tool_output_dir(config.output_dir, config.overwrite, inputs)
 
     # ---- Load base + adapter ------------------------------------------------------------------
     from common.modeling import (

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, config_field, parse_config  # noqa: E402
-from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
+from common.runs import run_as_script, setup_logging, tool_output_dir  # noqa: E402
 from common.settings import RemoteCodeSettings  # noqa: E402
 
 logger = logging.getLogger("merge_tokenizer")
@@ -44,9 +44,7 @@ def main(argv: list[str] | None = None) -> Path:
     setup_logging()
     # ---- Config -------------------------------------------------------------------------------
     config = parse_config(MergeTokenizerConfig, argv, description=__doc__)
-    output_dir = Path(config.output_dir)
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not config.overwrite:
-        raise RunError(f"output_dir {output_dir} already holds files; pass --overwrite or choose another")
+    output_dir = tool_output_dir(config.output_dir, config.overwrite, inputs=[config.base_tokenizer])
     files = sorted(glob.glob(config.corpus))
     if not files:
         raise ConfigError(f"--corpus {config.corpus!r} matches no file")

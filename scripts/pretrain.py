@@ -31,8 +31,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 
 from common.config import ConfigError, config_field, stage_default  # noqa: E402
 from common.data import DataError  # noqa: E402
+from common.modeling import (  # noqa: E402
+    compile_decoder_layers,
+    count_parameters,
+    load_model_config,
+    load_tokenizer,
+    load_training_model,
+)
+from common.packing import DocumentBlockCollator, check_model_supports_packing  # noqa: E402
+from common.pretrain_data import (  # noqa: E402
+    ResumableBlockStream,
+    corpus_files,
+    load_blocks,
+    registry_corpus,
+    split_blocks,
+    stream_blocks,
+)
 from common.runs import open_run, run_as_script, start_trainer_run  # noqa: E402
 from common.settings import LoraSettings, ModelSettings, RegistrySettings, RunSettings, TrainSettings  # noqa: E402
+from common.training import causal_lm_trainer_class, liger_arguments, lora_config, trainer_arguments  # noqa: E402
 
 logger = logging.getLogger("pretrain")
 
@@ -203,34 +220,13 @@ def main(argv: list[str] | None = None) -> Path:
     config, output_dir, checkpoint, precision, resolved = open_run(
         PretrainConfig, argv, __doc__, {"model_config_file": "JSON with any of the keys below"}
     )
+    # Heavy imports only now: --help and a refused run folder answer at once.
     import torch
     from transformers import TrainingArguments, default_data_collator
 
     from common.chunked_loss import add_chunked_loss, supports_chunked_loss
 
     # ---- Tokenizer and vocabulary check -------------------------------------------------------
-    from common.modeling import (
-        compile_decoder_layers,
-        count_parameters,
-        load_model_config,
-        load_tokenizer,
-        load_training_model,
-    )
-    from common.packing import DocumentBlockCollator, check_model_supports_packing
-    from common.pretrain_data import (
-        ResumableBlockStream,
-        corpus_files,
-        load_blocks,
-        registry_corpus,
-        split_blocks,
-        stream_blocks,
-    )
-    from common.training import (
-        causal_lm_trainer_class,
-        liger_arguments,
-        lora_config,
-        trainer_arguments,
-    )
 
     trust = config.trust_remote_code
     model_vocab = load_model_config(config.model_name_or_path, trust).vocab_size

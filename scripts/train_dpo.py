@@ -47,17 +47,23 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, config_field, stage_default  # noqa: E402
+from common.modeling import load_training_model  # noqa: E402
 from common.runs import RunError, open_run, run_as_script, start_trainer_run  # noqa: E402
-from common.settings import PreferenceLossSettings  # noqa: E402
-from common.training import PreferenceTrainingConfig  # noqa: E402
+from common.training import (  # noqa: E402
+    PolicyPreferenceConfig,
+    load_preference_pairs,
+    load_stage_tokenizer,
+    save_tokenizer_and_curves,
+    train_and_save,
+    trainer_arguments,
+)
 
 logger = logging.getLogger("train_dpo")
 
 
 @dataclasses.dataclass
-class DPOStageConfig(PreferenceLossSettings, PreferenceTrainingConfig):
+class DPOStageConfig(PolicyPreferenceConfig):
     output_dir: str = stage_default("trained_models/tiny-llama-dpo")
-    learning_rate: float = stage_default(5e-6)  # DPO wants it small for full fine-tuning
     loss_type: str = config_field(
         "sigmoid", "sigmoid (DPO), ipo, hinge (against a reference); orpo or simpo (reference-free)"
     )
@@ -188,18 +194,10 @@ def reference_free_policy(config: DPOStageConfig, model: Any) -> Any:
 def main(argv: list[str] | None = None) -> Path:
     # ---- Config and run folder ----------------------------------------------------------------
     config, output_dir, checkpoint, precision, resolved = open_run(DPOStageConfig, argv, __doc__)
+    # Heavy imports only now: --help and a refused run folder answer at once.
     from trl import DPOConfig
 
-    from common.modeling import load_training_model
     from common.rlhf import policy_and_reference
-    from common.training import (
-        load_preference_pairs,
-        load_stage_tokenizer,
-        save_tokenizer_and_curves,
-        train_and_save,
-        trainer_arguments,
-    )
-
 
     # ---- Data ---------------------------------------------------------------------------------
     tokenizer = load_stage_tokenizer(config, config.adapter_name_or_path)

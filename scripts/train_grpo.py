@@ -50,6 +50,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, Settings, config_field, stage_default  # noqa: E402
+from common.modeling import load_training_model  # noqa: E402
 from common.rewards import DEFAULT_ANSWER_PATTERN  # noqa: E402
 from common.runs import log_config_to_wandb, open_run, run_as_script, start_trainer_run  # noqa: E402
 from common.settings import (  # noqa: E402
@@ -61,6 +62,8 @@ from common.settings import (  # noqa: E402
     RunSettings,
     TrainSettings,
 )
+from common.templates import get_template, stop_token_ids  # noqa: E402
+from common.training import load_stage_tokenizer, lora_config, train_and_save, trainer_arguments  # noqa: E402
 
 logger = logging.getLogger("train_grpo")
 GRPO_LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo")
@@ -381,17 +384,8 @@ def jsonl_log_callback(path: Path) -> Any:
 def main(argv: list[str] | None = None) -> Path:
     # ---- Config and run folder ----------------------------------------------------------------
     config, output_dir, checkpoint, precision, resolved = open_run(GRPOStageConfig, argv, __doc__)
+    # Heavy imports only now: --help and a refused run folder answer at once.
     from trl import GRPOConfig
-
-    from common.modeling import load_training_model
-    from common.templates import get_template, stop_token_ids
-    from common.training import (
-        load_stage_tokenizer,
-        lora_config,
-        train_and_save,
-        trainer_arguments,
-    )
-
 
     # ---- Data ---------------------------------------------------------------------------------
     tokenizer = load_stage_tokenizer(config, config.adapter_name_or_path, padding_side="left")

@@ -42,17 +42,22 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, config_field, stage_default  # noqa: E402
+from common.modeling import load_training_model  # noqa: E402
 from common.runs import open_run, run_as_script, start_trainer_run  # noqa: E402
-from common.settings import PreferenceLossSettings  # noqa: E402
-from common.training import PreferenceTrainingConfig  # noqa: E402
+from common.training import (  # noqa: E402
+    PolicyPreferenceConfig,
+    load_stage_tokenizer,
+    save_tokenizer_and_curves,
+    train_and_save,
+    trainer_arguments,
+)
 
 logger = logging.getLogger("train_kto")
 
 
 @dataclasses.dataclass
-class KTOStageConfig(PreferenceLossSettings, PreferenceTrainingConfig):
+class KTOStageConfig(PolicyPreferenceConfig):
     output_dir: str = stage_default("trained_models/tiny-llama-kto")
-    learning_rate: float = stage_default(5e-6)
     desirable_weight: float = config_field(1.0, "weight of the desirable examples' loss")
     undesirable_weight: float = config_field(1.0, "weight of the undesirable examples' loss")
 
@@ -155,17 +160,10 @@ def pretokenised_kto_trainer() -> Any:
 def main(argv: list[str] | None = None) -> Path:
     # ---- Config and run folder ----------------------------------------------------------------
     config, output_dir, checkpoint, precision, resolved = open_run(KTOStageConfig, argv, __doc__)
+    # Heavy imports only now: --help and a refused run folder answer at once.
     from trl import KTOConfig
 
-    from common.modeling import load_training_model
     from common.rlhf import policy_and_reference
-    from common.training import (
-        load_stage_tokenizer,
-        save_tokenizer_and_curves,
-        train_and_save,
-        trainer_arguments,
-    )
-
 
     # ---- Data ---------------------------------------------------------------------------------
     tokenizer = load_stage_tokenizer(config, config.adapter_name_or_path)

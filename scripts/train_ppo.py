@@ -55,7 +55,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 
 from common.config import ConfigError, Settings, config_field, stage_default  # noqa: E402
 from common.data import DataError  # noqa: E402
-from common.runs import RunError, load_torch_state, open_run, run_as_script  # noqa: E402
+from common.runs import (  # noqa: E402
+    RunError,
+    StopSignals,
+    load_torch_state,
+    open_run,
+    run_as_script,
+    setup_wandb,
+    stop_and_exit,
+    write_run_record,
+)
 from common.settings import (  # noqa: E402
     AdapterStartSettings,
     DataSourceSettings,
@@ -913,9 +922,8 @@ def save_outputs(run: PPORun) -> None:
 def main(argv: list[str] | None = None) -> Path:
     # ---- Config and run folder ----------------------------------------------------------------
     config, output_dir, checkpoint, precision, resolved = open_run(PPOConfig, argv, __doc__)
+    # Heavy imports only now: --help and a refused run folder answer at once.
     from transformers import set_seed
-
-    from common.runs import StopSignals, setup_wandb, stop_and_exit, write_run_record
 
     if checkpoint is not None:
         check_checkpoint_files(checkpoint)  # before minutes of model loading

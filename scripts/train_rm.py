@@ -35,8 +35,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, config_field, stage_default  # noqa: E402
+from common.modeling import count_parameters, load_causal_lm, load_training_model, merge_adapter, torch_dtype  # noqa: E402
 from common.runs import open_run, run_as_script, start_trainer_run  # noqa: E402
-from common.training import PreferenceTrainingConfig  # noqa: E402
+from common.training import (  # noqa: E402
+    PreferenceTrainingConfig,
+    load_preference_pairs,
+    load_stage_tokenizer,
+    lora_config,
+    save_tokenizer_and_curves,
+    trainer_arguments,
+)
 
 logger = logging.getLogger("train_rm")
 
@@ -58,24 +66,9 @@ class RewardModelConfig(PreferenceTrainingConfig):
 def main(argv: list[str] | None = None) -> Path:
     # ---- Config and run folder ----------------------------------------------------------------
     config, output_dir, checkpoint, precision, resolved = open_run(RewardModelConfig, argv, __doc__)
+    # Heavy imports only now: --help and a refused run folder answer at once.
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
-
-    from common.modeling import (
-        count_parameters,
-        load_causal_lm,
-        load_training_model,
-        merge_adapter,
-        torch_dtype,
-    )
-    from common.training import (
-        load_preference_pairs,
-        load_stage_tokenizer,
-        lora_config,
-        save_tokenizer_and_curves,
-        trainer_arguments,
-    )
-
 
     # ---- Data ---------------------------------------------------------------------------------
     tokenizer = load_stage_tokenizer(config, config.adapter_name_or_path)
