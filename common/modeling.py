@@ -148,6 +148,10 @@ def load_training_model(
         kwargs["quantization_config"] = quantization
         if torch.cuda.is_available():
             kwargs.setdefault("device_map", {"": torch.cuda.current_device()})
+    if quantization is None and zero3_enabled():
+        import deepspeed
+
+        deepspeed.init_distributed()  # zero.Init sizes its shards by DeepSpeed's view of the process group
     loaded = load_causal_lm(model.model_name_or_path, dtype=dtype, attn_implementation=attn,
                             auto_class=auto_class, trust_remote_code=model.trust_remote_code, **kwargs)  # fmt: skip
     attn = loaded.config._attn_implementation  # what transformers settled on, for the log and the run record
@@ -164,7 +168,20 @@ def load_training_model(
         quantised = f", base quantised to {model.quantization_bit} bits ({kind})"
     logger.info("model %s: attention %s, weights %s%s", model.model_name_or_path, attn, str(dtype).split(".")[-1],
                 quantised)  # fmt: skip
+    sharded = [p for p in loaded.parameters() if hasattr(p, "ds_tensor")]
+    if sharded:  # loaded under a ZeRO-3 config: deepspeed.zero.Init placed each weight in its shard
+        held, whole = sum(p.ds_tensor.numel() for p in sharded), sum(p.ds_numel for p in sharded)
+        logger.info("ZeRO-3: weights sharded as they loaded; this process holds %s of %s values",
+                    f"{held:,}", f"{whole:,}")  # fmt: skip
     return loaded
+
+
+def zero3_enabled() -> bool:
+    """A ZeRO-3 DeepSpeed config is active (the run's TrainingArguments exist): from_pretrained then builds
+    each weight inside deepspeed.zero.Init, already sharded."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    return is_deepspeed_zero3_enabled()
 
 
 def load_causal_lm(
@@ -224,10 +241,9 @@ def freeze_all_but_last_layers(model: Any, trainable_layers: int) -> list[str]:
 
 
 def count_parameters(model: Any) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, total
+    """(trainable, total) parameter counts; a ZeRO-3 shard counts as its whole weight (ds_numel)."""
+    sizes = [(getattr(p, "ds_numel", p.numel()), p.requires_grad) for p in model.parameters()]
+    return sum(n for n, trains in sizes if trains), sum(n for n, _ in sizes)
 
 
 def adapter_tokenizer_path(adapter_path: str, base_path: str) -> str:

@@ -120,6 +120,14 @@ def main(argv: list[str] | None = None) -> Path:
                     len(train_examples), config.cutoff_len, 100 * fill)  # fmt: skip
 
     # ---- Model --------------------------------------------------------------------------------
+    # The Trainer's arguments come first: under a ZeRO-3 config they make from_pretrained place each weight
+    # straight into its shard (deepspeed.zero.Init), so no process ever holds the whole model.
+    use_gpu = torch.cuda.is_available()
+    args = TrainingArguments(
+        **trainer_arguments(config, config, output_dir, precision, has_eval=len(dev_examples) > 0),
+        include_num_input_tokens_seen="non_padding",
+        **liger_arguments(config.use_liger_kernel, config.torch_compile),
+    )
     model = load_training_model(config, precision, config.use_lora, packing=config.packing)
     model.config.use_cache = False  # the KV cache is for generation; in training it only costs memory
     if config.packing:
@@ -149,12 +157,6 @@ def main(argv: list[str] | None = None) -> Path:
                 100 * trainable / total, precision)  # fmt: skip
 
     # ---- Train --------------------------------------------------------------------------------
-    use_gpu = torch.cuda.is_available()
-    args = TrainingArguments(
-        **trainer_arguments(config, config, output_dir, precision, has_eval=len(dev_examples) > 0),
-        include_num_input_tokens_seen="non_padding",
-        **liger_arguments(config.use_liger_kernel, config.torch_compile),
-    )
     # Packed rows are padded to cutoff_len on a GPU: one shape, so compiled kernels (flex attention) compile once.
     collator = (
         PackedCollator(tokenizer.pad_token_id, row_length=config.cutoff_len if use_gpu else None)

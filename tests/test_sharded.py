@@ -11,6 +11,8 @@ distributed at all); at 1e-4 the largest difference is ~1e-6, ten times inside t
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -47,8 +49,8 @@ def one_process(script: str, *args: str) -> None:
     run_script(PYTHON, script, *args, timeout=300)
 
 
-def two_processes(script: str, *args: str) -> None:
-    run_script(TORCHRUN, "--nproc_per_node=2", "--master_port", free_port(), script, *args, timeout=300)
+def two_processes(script: str, *args: str) -> subprocess.CompletedProcess:
+    return run_script(TORCHRUN, "--nproc_per_node=2", "--master_port", free_port(), script, *args, timeout=300)
 
 
 def step_logs(output_dir: Path) -> list[dict]:
@@ -80,8 +82,9 @@ def runs(tmp_path_factory, tiny_models) -> Path:
     root = tmp_path_factory.mktemp("sharded")
     model = ["--model_name_or_path", str(tiny_models / "tiny-llama")]
     one_process("scripts/finetune.py", *model, *SFT, "--max_steps", "3", "--output_dir", str(root / "sft"))
-    two_processes("scripts/finetune.py", *model, *SFT, "--max_steps", "1", "--deepspeed", ZERO3,
-                  "--output_dir", str(root / "sft_zero3"))  # fmt: skip
+    sharded = two_processes("scripts/finetune.py", *model, *SFT, "--max_steps", "1", "--deepspeed", ZERO3,
+                            "--output_dir", str(root / "sft_zero3"))  # fmt: skip
+    (root / "sft_zero3.log").write_text(sharded.stderr)
     # ZeRO-3, 2 -> 1: step 1 saved by two processes, steps 2-3 on one (DeepSpeed under torchrun, one process).
     resume = ["--resume_from_checkpoint", "true", "--max_steps", "3", "--deepspeed", ZERO3]
     two_to_one = continued(root / "sft_zero3", 1, root / "zero3_2to1")
@@ -108,6 +111,12 @@ def test_zero3_sft_step_equals_the_single_process_step(runs):
         assert_same_tensors(before, load_file(str(folder / "model.safetensors")))
     config = json.loads((runs / "sft_zero3" / "finetune_config.json").read_text())
     assert config["_resolved"]["world_size"] == 2 and config["deepspeed"] == ZERO3
+    # The weights went straight into their shards as they loaded (deepspeed.zero.Init): no process held the
+    # whole model, each about half of it.
+    held, whole = (int(n.replace(",", "")) for n in re.search(
+        r"ZeRO-3: weights sharded as they loaded; this process holds ([\d,]+) of ([\d,]+) values",
+        (runs / "sft_zero3.log").read_text()).groups())  # fmt: skip
+    assert whole == sum(t.numel() for t in before.values()) and 0.45 * whole < held < 0.55 * whole
     assert len(list((runs / "sft_zero3" / "checkpoint-1").glob("global_step1/zero_pp_rank_*_optim_states.pt"))) == 2
 
 
