@@ -149,11 +149,15 @@ def test_zero3_reward_model_is_merged_from_the_gathered_adapter(runs, tiny_llama
     assert "eval_accuracy" in json.loads((runs / "rm_zero3" / "eval_results.json").read_text())
 
 
-def test_zero3_full_dpo_runs_with_its_reference(tmp_path, tiny_llama):
-    """Full DPO holds a second, frozen copy as its reference; under ZeRO-3 both are sharded. One step runs
-    and every saved weight moved."""
-    out = tmp_path / "dpo"
-    two_processes("scripts/train_dpo.py", "--model_config_file", "run_config/tiny/dpo_config.json",
+@pytest.mark.parametrize(("script", "config", "metric"), [
+    ("scripts/train_dpo.py", "run_config/tiny/dpo_config.json", "eval_rewards/accuracies"),
+    ("scripts/train_kto.py", "run_config/tiny/kto_config.json", "eval_rewards/margins"),
+])  # fmt: skip
+def test_zero3_full_preference_training_runs_with_its_reference(tmp_path, tiny_llama, script, config, metric):
+    """Full DPO and KTO hold a second, frozen copy as their reference; under ZeRO-3 both are sharded. One step
+    runs, every saved weight moved, and the held-out evaluation ran."""
+    out = tmp_path / "out"
+    two_processes(script, "--model_config_file", config,
                   "--model_name_or_path", str(tiny_llama), "--use_lora", "false", "--per_device_train_batch_size", "4",
                   "--max_steps", "1", "--val_set_size", "8", "--per_device_eval_batch_size", "4",
                   "--learning_rate", "1e-4", "--deepspeed", ZERO3, "--output_dir", str(out))  # fmt: skip
@@ -161,7 +165,7 @@ def test_zero3_full_dpo_runs_with_its_reference(tmp_path, tiny_llama):
     assert before.keys() == after.keys()
     assert all(after[name].shape == before[name].shape for name in before)
     assert not [name for name in before if torch.equal(before[name], after[name])]
-    assert "eval_rewards/accuracies" in json.loads((out / "eval_results.json").read_text())
+    assert metric in json.loads((out / "eval_results.json").read_text())
 
 
 @pytest.mark.parametrize("script", ["scripts/train_ppo.py", "scripts/train_grpo.py"])
