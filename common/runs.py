@@ -41,6 +41,7 @@ import subprocess
 import sys
 import threading
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -135,6 +136,11 @@ def open_run(
     from common.training import resolved_settings
 
     setup_logging()
+    # DeepSpeed's ZeRO-3 calls two collectives torch 2.13 deprecated, and the warning comes back on every
+    # call (libraries' catch_warnings blocks reset Python's once-per-place memory): 140 lines in a one-step
+    # run on two processes. Users cannot act on it; it buried a rank's real error in CI.
+    warnings.filterwarnings("ignore", category=FutureWarning,
+                            message=r"`torch\.distributed\.(all_gather_into_tensor|reduce_scatter_tensor)` is deprecated")  # fmt: skip
     config = parse_config(config_class, argv, description=description,
                           config_file_flags=config_file_flags or RUN_CONFIG_FILES)  # fmt: skip
     output_dir, checkpoint = prepare_run_dir(config)

@@ -117,6 +117,8 @@ def test_zero3_sft_step_equals_the_single_process_step(runs):
         r"ZeRO-3: weights sharded as they loaded; this process holds ([\d,]+) of ([\d,]+) values",
         (runs / "sft_zero3.log").read_text()).groups())  # fmt: skip
     assert whole == sum(t.numel() for t in before.values()) and 0.45 * whole < held < 0.55 * whole
+    # torch's deprecation of the collectives DeepSpeed calls is silenced (it came back on every call).
+    assert "all_gather_into_tensor` is deprecated" not in (runs / "sft_zero3.log").read_text()
     assert len(list((runs / "sft_zero3" / "checkpoint-1").glob("global_step1/zero_pp_rank_*_optim_states.pt"))) == 2
 
 
