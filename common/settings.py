@@ -21,7 +21,7 @@ every stage (common.config.Settings.validate runs them all). Helpers take the gr
     LoraSettings    LoRA adapters (QLoRA when ModelSettings.quantization_bit is set)
     PrecisionSettings  auto, bf16, fp16 or fp32 (also generate.py and the servers)
     WandbSettings   W&B reporting (also evaluate.py, make_report.py)
-    RunSettings     both + output folder, resume/overwrite, precision, DeepSpeed/FSDP, seed
+    RunSettings     both + output folder, resume/overwrite, BELLE's fp16/bf16 switches, DeepSpeed/FSDP, seed
 """
 
 from __future__ import annotations
