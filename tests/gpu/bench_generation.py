@@ -129,6 +129,46 @@ def varied_static(
     }
 
 
+def profiled(name: str, fn: Any, engine: Any, out: Path) -> dict[str, Any]:
+    """fn() under torch.profiler, with the engine's phases labelled (prefill, join, drop, the decode forward,
+    token picking, recording): the op table, sorted by GPU time (CPU time on a CPU), goes to
+    <out>/profile_<name>.txt. The profiler slows the run, so the row's tokens/s is not its speed."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    phases = ("_prefill", "_join", "_drop_done", "_forward", "_pick", "_record")
+    originals = {phase: getattr(type(engine), phase) for phase in phases}
+
+    def labelled(phase: str, method: Any) -> Any:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with record_function(f"engine.{phase}"):
+                return method(self, *args, **kwargs)
+
+        return wrapper
+
+    cuda = torch.cuda.is_available()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    for phase, method in originals.items():
+        setattr(type(engine), phase, labelled(phase, method))
+    try:
+        with profile(activities=activities) as prof:
+            row = fn()
+            sync()
+    finally:
+        for phase, method in originals.items():
+            setattr(type(engine), phase, method)
+    table = prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
+                                      row_limit=50)  # fmt: skip
+    labels = [e for e in prof.key_averages() if e.key.startswith("engine.")]
+    # A phase's CPU total includes waiting for the GPU where it syncs; its GPU total is the kernels it launched.
+    phases_table = "\n".join(f"{e.key:22} calls {e.count:7d}  CPU total {e.cpu_time_total / 1e3:10.1f} ms"
+                             f"  GPU total {getattr(e, 'device_time_total', 0) / 1e3:10.1f} ms"
+                             for e in sorted(labels, key=lambda e: -e.cpu_time_total))  # fmt: skip
+    (out / f"profile_{name}.txt").write_text(phases_table + "\n\n" + table)
+    print(phases_table, flush=True)
+    return {**row, "profiled": True}
+
+
 def run_generate_py(model_dir: Path, dev_file: Path, out: Path, max_new_tokens: int) -> dict[str, Any]:
     """scripts/generate.py with its defaults (only the files and, in smoke runs, the length given)."""
     predictions = out / "generate_py_predictions.jsonl"
@@ -289,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max_new_tokens", type=int, default=256, help="answer length of the greedy rows")
     parser.add_argument("--varied", type=int, default=256, help="requests of the varied-length rows")
     parser.add_argument("--only", default="", help="comma-separated rows to run (default: all)")
+    parser.add_argument("--profile", default="", help="comma-separated engine rows to run under torch.profiler")
     parser.add_argument(
         "--smoke", action="store_true", help="CPU check of the script: tiny model, a few prompts"
     )
@@ -298,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.prompts, args.old_prompts, args.max_new_tokens, args.varied = 12, 8, 8, 12
     rows_wanted = set(filter(None, args.only.split(",")))
+    rows_profiled = set(filter(None, args.profile.split(",")))
 
     import torch
     from bench_mix import write_length_mix
@@ -332,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             return
         print(f"== {name}", flush=True)
         try:
-            row = {"status": "ok", **fn()}
+            row = {"status": "ok", **(profiled(name, fn, engine, out) if name in rows_profiled else fn())}
         except Exception as err:  # one failed row must not lose the others
             row = {"status": f"failed: {type(err).__name__}: {err}"[:500]}
         results[name] = row
