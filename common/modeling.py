@@ -148,7 +148,11 @@ def load_training_model(
         kwargs["quantization_config"] = quantization
         if torch.cuda.is_available():
             kwargs.setdefault("device_map", {"": torch.cuda.current_device()})
-    if quantization is None and zero3_enabled():
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    # Under a ZeRO-3 config (the run's TrainingArguments exist) from_pretrained builds each weight inside
+    # deepspeed.zero.Init, already sharded.
+    if quantization is None and is_deepspeed_zero3_enabled():
         import deepspeed
 
         deepspeed.init_distributed()  # zero.Init sizes its shards by DeepSpeed's view of the process group
@@ -174,14 +178,6 @@ def load_training_model(
         logger.info("ZeRO-3: weights sharded as they loaded; this process holds %s of %s values",
                     f"{held:,}", f"{whole:,}")  # fmt: skip
     return loaded
-
-
-def zero3_enabled() -> bool:
-    """A ZeRO-3 DeepSpeed config is active (the run's TrainingArguments exist): from_pretrained then builds
-    each weight inside deepspeed.zero.Init, already sharded."""
-    from transformers.integrations import is_deepspeed_zero3_enabled
-
-    return is_deepspeed_zero3_enabled()
 
 
 def load_causal_lm(

@@ -399,14 +399,15 @@ def rotate_checkpoints(output_dir: Path, run_id: str | None, keep: int | None) -
         shutil.rmtree(old)
 
 
-def load_torch_state(path: Path, map_location: Any = "cpu") -> Any:
-    """torch.load with weights_only=True: tensors and plain containers only, never arbitrary objects."""
+def load_torch_state(path: Any, map_location: Any = "cpu", torch_load: Any = None) -> Any:
+    """torch.load with weights_only=True: tensors and plain containers only, never arbitrary objects; what it
+    refuses is one RunError. `torch_load`: the loader to call so (default torch.load)."""
     import pickle
 
     import torch
 
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return (torch_load or torch.load)(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
         first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise RunError(f"refusing to load {path}: not a plain tensor/state file ({first[:200]})") from None
@@ -429,16 +430,13 @@ def deepspeed_loads_weights_only() -> Iterator[None]:
     original_torch_load = torch.load
 
     def weights_only_torch_load(file: Any, map_location: Any = None, *args: Any, **kwargs: Any) -> Any:
-        import pickle
+        kwargs.pop("weights_only", None)
 
-        kwargs["weights_only"] = True
-        try:
-            with torch.serialization.safe_globals(allowed):
-                return original_torch_load(file, map_location, *args, **kwargs)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
-            first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-            name = Path(file) if isinstance(file, str | os.PathLike) else file
-            raise RunError(f"refusing to load {name}: not a plain tensor/state file ({first[:200]})") from None
+        def original(f: Any, map_location: Any, weights_only: bool) -> Any:
+            return original_torch_load(f, map_location, *args, weights_only=weights_only, **kwargs)
+
+        with torch.serialization.safe_globals(allowed):
+            return load_torch_state(file, map_location, original)
 
     def safe_load(self: Any, path: str, map_location: Any = None) -> Any:
         return weights_only_torch_load(path, map_location)

@@ -83,9 +83,7 @@ def main(argv: list[str] | None = None) -> Path:
     # ---- Data ---------------------------------------------------------------------------------
     # Records of any supported format are normalised to conversations, rendered with the template and
     # tokenised in batches; an identical earlier run's result is reused from cache_dir.
-
     tokenizer = load_tokenizer(config.model_name_or_path, trust_remote_code=config.trust_remote_code)
-
     if mismatch := chat_template_mismatch(tokenizer, config.template):  # a chat model trained off its format
         logger.warning("%s; details: python -m common.templates check --model %s --template %s", mismatch,
                        config.model_name_or_path, config.template)  # fmt: skip

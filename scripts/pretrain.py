@@ -227,7 +227,6 @@ def main(argv: list[str] | None = None) -> Path:
     from common.chunked_loss import add_chunked_loss, supports_chunked_loss
 
     # ---- Tokenizer and vocabulary check -------------------------------------------------------
-
     trust = config.trust_remote_code
     model_vocab = load_model_config(config.model_name_or_path, trust).vocab_size
     base_tokenizer = load_tokenizer(config.model_name_or_path, trust_remote_code=trust)

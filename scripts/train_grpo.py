@@ -63,7 +63,13 @@ from common.settings import (  # noqa: E402
     TrainSettings,
 )
 from common.templates import get_template, stop_token_ids  # noqa: E402
-from common.training import load_stage_tokenizer, lora_config, train_and_save, trainer_arguments  # noqa: E402
+from common.training import (  # noqa: E402
+    load_stage_tokenizer,
+    lora_config,
+    sharded_sampling_refusal,
+    train_and_save,
+    trainer_arguments,
+)
 
 logger = logging.getLogger("train_grpo")
 GRPO_LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo")
@@ -178,8 +184,6 @@ class GRPOStageConfig(
             raise ConfigError("quantization_bit with adapter_name_or_path: merge the SFT adapter first "
                               "(scripts/merge_lora.py), then train a new QLoRA adapter on the merged model")  # fmt: skip
         if self.zero_stage() == 3 or self.fsdp_config:
-            from common.training import sharded_sampling_refusal
-
             raise ConfigError(sharded_sampling_refusal("GRPO", "FSDP2" if self.fsdp_config else "ZeRO-3"))
 
 

@@ -74,6 +74,7 @@ from common.settings import (  # noqa: E402
     OptimSettings,
     RunSettings,
 )
+from common.training import sharded_sampling_refusal  # noqa: E402
 
 logger = logging.getLogger("train_ppo")
 
@@ -126,8 +127,6 @@ class PPOConfig(PPOSettings, OnPolicySettings, RunSettings, LoraSettings, OptimS
             raise ConfigError(f"rollout_batch_size ({self.rollout_batch_size}) must be a multiple of "
                               f"mini_batch_size x gradient_accumulation_steps ({update})")  # fmt: skip
         if self.zero_stage() == 3 or self.fsdp_config:
-            from common.training import sharded_sampling_refusal
-
             raise ConfigError(sharded_sampling_refusal("PPO", "FSDP2" if self.fsdp_config else "ZeRO-3"))
 
 
