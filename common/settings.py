@@ -20,6 +20,7 @@ every stage (common.config.Settings.validate runs them all). Helpers take the gr
     TrainSettings   + the Trainer's batches, evaluation, length grouping and packing
     LoraSettings    LoRA adapters (QLoRA when ModelSettings.quantization_bit is set)
     PrecisionSettings  auto, bf16, fp16 or fp32 (also generate.py and the servers)
+    SamplingSettings   answer length and temperature of sampling (generate.py; PPO's and GRPO's rollouts)
     WandbSettings   W&B reporting (also evaluate.py, make_report.py)
     RunSettings     both + output folder, resume/overwrite, BELLE's fp16/bf16 switches, DeepSpeed/FSDP, seed
 """
@@ -29,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from common.config import ConfigError, Settings, config_field
+from common.config import ConfigError, Settings, config_field, stage_default
 
 ATTENTION_CHOICES = ("auto", "flex_attention", "sdpa", "eager", "flash_attention_2", "flash_attention_3")
 QUANTIZATION_TYPES = ("nf4", "fp4")
@@ -131,14 +132,18 @@ class DataSourceSettings(RegistrySettings):
     max_samples: int | None = config_field(None, "use at most N records of each dataset (null: all)")
 
     def check(self) -> None:
-        from common.templates import TEMPLATE_NAMES
+        check_template_and_max_samples(self.template, self.max_samples)
 
-        if self.template not in TEMPLATE_NAMES:
-            raise ConfigError(
-                f"unknown template {self.template!r}; choose one of {', '.join(TEMPLATE_NAMES)}"
-            )
-        if self.max_samples is not None and self.max_samples < 1:
-            raise ConfigError(f"max_samples must be at least 1 (or null), got {self.max_samples}")
+
+def check_template_and_max_samples(template: str, max_samples: int | None) -> None:
+    """DataSourceSettings' check of these two keys, which generate.py also has (it reads a dev file, not
+    data_path, so it declares them itself)."""
+    from common.templates import TEMPLATE_NAMES
+
+    if template not in TEMPLATE_NAMES:
+        raise ConfigError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATE_NAMES)}")
+    if max_samples is not None and max_samples < 1:
+        raise ConfigError(f"max_samples must be at least 1 (or null), got {max_samples}")
 
 
 @dataclasses.dataclass
@@ -336,25 +341,44 @@ def world_size() -> int:
 
 
 @dataclasses.dataclass
-class OnPolicySettings(Settings):
+class SamplingSettings(Settings):
+    """How long and how random a sampled answer is: generate.py's decoding and PPO's and GRPO's rollouts (their
+    defaults are OnPolicySettings')."""
+
+    max_new_tokens: int = config_field(
+        256,
+        "most tokens generated per answer; it stops earlier at eos or the template's end marker "
+        "(PPO: an answer cut here gets missing_eos_penalty)",
+    )
+    temperature: float = config_field(
+        0.7,
+        "sampling temperature (generate.py: with decoding=sample; PPO and GRPO: of the rollouts, and in the loss)",
+    )
+
+    def check(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+
+
+@dataclasses.dataclass
+class OnPolicySettings(SamplingSettings):
     """Sampling and the clipped policy update of the stages that learn from their own samples (PPO, GRPO)."""
 
+    max_new_tokens: int = stage_default(128)
+    temperature: float = stage_default(1.0)  # the rollouts sample the policy as it is
     reward_model: str | None = config_field(
         None, "reward model folder written by scripts/train_rm.py (GRPO: used by the reward_model reward)"
     )
     max_prompt_len: int = config_field(256, "prompts longer than this many tokens are left out (counted)")
-    max_new_tokens: int = config_field(
-        128, "longest sampled answer (PPO: one cut here gets missing_eos_penalty)"
-    )
-    temperature: float = config_field(1.0, "sampling temperature of the rollouts (also used in the loss)")
     kl_coef: float = config_field(
         0.05, "weight of the per-token KL penalty against the reference policy (GRPO: 0 holds no reference)"
     )
     cliprange: float = config_field(0.2, "clip range of the policy ratio")
 
     def check(self) -> None:
-        if self.max_prompt_len < 1 or self.max_new_tokens < 1:
-            raise ConfigError("max_prompt_len and max_new_tokens must be at least 1")
+        if self.max_prompt_len < 1:
+            raise ConfigError(f"max_prompt_len must be at least 1, got {self.max_prompt_len}")
+        # Stricter than generate.py (which never divides by it): the loss divides the logits by temperature.
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
         if self.kl_coef < 0 or self.cliprange <= 0:

@@ -38,13 +38,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 from common.config import ConfigError, config_field, parse_config  # noqa: E402
 from common.data import DataError  # noqa: E402
 from common.runs import RunError, run_as_script, setup_logging  # noqa: E402
-from common.settings import PrecisionSettings, RemoteCodeSettings  # noqa: E402
+from common.settings import (  # noqa: E402
+    PrecisionSettings,
+    RemoteCodeSettings,
+    SamplingSettings,
+    check_template_and_max_samples,
+)
 
 logger = logging.getLogger("generate")
 
 
 @dataclasses.dataclass
-class GenerateConfig(RemoteCodeSettings, PrecisionSettings):
+class GenerateConfig(SamplingSettings, RemoteCodeSettings, PrecisionSettings):
     # Inputs
     dev_file: str = config_field(
         "data_dir/Belle_open_source_0.5M.dev.json",
@@ -79,11 +84,7 @@ class GenerateConfig(RemoteCodeSettings, PrecisionSettings):
     batch_size: int = config_field(
         64, "answers decoded together (beam: prompts per generate() call); lower it if memory runs out"
     )
-    max_new_tokens: int = config_field(
-        256, "most tokens generated per answer; generation stops earlier at eos"
-    )
     decoding: str = config_field("greedy", "greedy, sample or beam")
-    temperature: float = config_field(0.7, "sampling temperature (decoding=sample)")
     top_p: float = config_field(0.9, "nucleus sampling probability mass (decoding=sample)")
     top_k: int = config_field(40, "sample only from the k most likely tokens (decoding=sample; 0: off)")
     num_beams: int = config_field(4, "beams (decoding=beam)")
@@ -93,17 +94,10 @@ class GenerateConfig(RemoteCodeSettings, PrecisionSettings):
     def check(self) -> None:
         if self.decoding not in ("greedy", "sample", "beam"):
             raise ConfigError(f"decoding must be greedy, sample or beam, got {self.decoding!r}")
-        for name in ("batch_size", "max_new_tokens", "num_beams"):
+        for name in ("batch_size", "num_beams"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_samples is not None and self.max_samples < 1:
-            raise ConfigError(f"max_samples must be at least 1 (or null), got {self.max_samples}")
-        from common.templates import TEMPLATE_NAMES
-
-        if self.template not in TEMPLATE_NAMES:
-            raise ConfigError(
-                f"unknown template {self.template!r}; choose one of {', '.join(TEMPLATE_NAMES)}"
-            )
+        check_template_and_max_samples(self.template, self.max_samples)
 
 
 def default_output_file(config: GenerateConfig) -> Path:
