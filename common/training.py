@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from common.config import ConfigError, stage_default
+from common.config import ConfigError, Settings, stage_default
 from common.settings import (
     AdapterStartSettings,
     DataSettings,
@@ -23,6 +23,30 @@ from common.settings import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def same_named(group: type[Settings], *names: str) -> tuple[str, ...]:
+    """Settings of `group` that a transformers/TRL config takes under the same name. A name the group lacks (a
+    renamed setting) fails here, at import, not after the model has loaded."""
+    unknown = set(names) - {field.name for field in dataclasses.fields(group)}
+    if unknown:
+        raise TypeError(f"{group.__name__} has no setting {', '.join(sorted(unknown))}")
+    return names
+
+
+def same_named_arguments(settings: Settings, names: tuple[str, ...]) -> dict[str, Any]:
+    """Those settings as keyword arguments, each name said once instead of `name=settings.name`."""
+    return {name: getattr(settings, name) for name in names}
+
+
+# TrainingArguments' keywords that are our settings by the same name; trainer_arguments spells out the others
+# (renamed, resolved on this machine, or fixed).
+TRAINER_SAME_NAMED = same_named(
+    TrainSettings,
+    "per_device_train_batch_size", "per_device_eval_batch_size", "max_steps", "learning_rate",
+    "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "logging_steps", "save_steps",
+    "save_total_limit", "eval_steps",
+)  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -139,27 +163,16 @@ def trainer_arguments(
         checkpointing[f"{name}_kwargs"] = {"use_reentrant": False}
     return dict(
         **checkpointing,
+        **same_named_arguments(train, TRAINER_SAME_NAMED),
         output_dir=str(output_dir),
-        per_device_train_batch_size=train.per_device_train_batch_size,
-        per_device_eval_batch_size=train.per_device_eval_batch_size,
         gradient_accumulation_steps=gradient_accumulation(train),
         num_train_epochs=train.num_epochs,
-        max_steps=train.max_steps,
-        learning_rate=train.learning_rate,
-        lr_scheduler_type=train.lr_scheduler_type,
-        warmup_steps=train.warmup_steps,
-        weight_decay=train.weight_decay,
-        max_grad_norm=train.max_grad_norm,
         **length_grouping,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not use_gpu,
-        logging_steps=train.logging_steps,
         save_strategy="steps",
-        save_steps=train.save_steps,
-        save_total_limit=train.save_total_limit,
         eval_strategy="steps" if has_eval else "no",
-        eval_steps=train.eval_steps,
         seed=run.seed,
         data_seed=run.seed,
         deepspeed=run.deepspeed,

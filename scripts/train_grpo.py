@@ -66,6 +66,8 @@ from common.templates import get_template, stop_token_ids  # noqa: E402
 from common.training import (  # noqa: E402
     load_stage_tokenizer,
     lora_config,
+    same_named,
+    same_named_arguments,
     sharded_sampling_refusal,
     train_and_save,
     trainer_arguments,
@@ -185,6 +187,12 @@ class GRPOStageConfig(
                               "(scripts/merge_lora.py), then train a new QLoRA adapter on the merged model")  # fmt: skip
         if self.zero_stage() == 3 or self.fsdp_config:
             raise ConfigError(sharded_sampling_refusal("GRPO", "FSDP2" if self.fsdp_config else "ZeRO-3"))
+
+
+# GRPOConfig's keywords that are our settings by the same name (as TRAINER_SAME_NAMED for TrainingArguments);
+# main spells out the ones TRL names otherwise.
+GRPO_SAME_NAMED = same_named(GRPOStageConfig, "num_generations", "temperature", "num_iterations", "scale_rewards",
+                             "loss_type", "reward_weights")  # fmt: skip
 
 
 # ---- Data ------------------------------------------------------------------------------------------
@@ -417,15 +425,10 @@ def main(argv: list[str] | None = None) -> Path:
     # ---- Train --------------------------------------------------------------------------------
     args = GRPOConfig(
         **trainer_arguments(config, config, output_dir, precision, has_eval=False),
-        num_generations=config.num_generations,
+        **same_named_arguments(config, GRPO_SAME_NAMED),
         max_completion_length=config.max_new_tokens,
-        temperature=config.temperature,
         beta=config.kl_coef,
         epsilon=config.cliprange,
-        num_iterations=config.num_iterations,
-        scale_rewards=config.scale_rewards,
-        loss_type=config.loss_type,
-        reward_weights=config.reward_weights,
         disable_dropout=True,
         log_completions=False,
     )
