@@ -46,23 +46,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
+# `training.` marks the steps DPO shares with the other Trainer stages, among this file's own helpers.
+from common import training  # noqa: E402
 from common.config import ConfigError, config_field, stage_default  # noqa: E402
 from common.modeling import load_training_model  # noqa: E402
 from common.runs import RunError, open_run, run_as_script, start_trainer_run  # noqa: E402
-from common.training import (  # noqa: E402
-    PolicyPreferenceConfig,
-    load_preference_pairs,
-    load_stage_tokenizer,
-    save_tokenizer_and_curves,
-    train_and_save,
-    trainer_arguments,
-)
 
 logger = logging.getLogger("train_dpo")
 
 
 @dataclasses.dataclass
-class DPOStageConfig(PolicyPreferenceConfig):
+class DPOStageConfig(training.PolicyPreferenceConfig):
     output_dir: str = stage_default("trained_models/tiny-llama-dpo")
     loss_type: str = config_field(
         "sigmoid", "sigmoid (DPO), ipo, hinge (against a reference); orpo or simpo (reference-free)"
@@ -175,13 +169,12 @@ def reference_free_policy(config: DPOStageConfig, model: Any) -> Any:
     from trl.trainer.utils import disable_dropout_in_model
 
     from common.modeling import merge_adapter
-    from common.training import lora_config
 
     if config.use_lora and config.adapter_name_or_path:
         model = PeftModel.from_pretrained(model, config.adapter_name_or_path, is_trainable=True)
         logger.info("%s: LoRA, training the SFT adapter %s", config.loss_type, config.adapter_name_or_path)
     elif config.use_lora:
-        lora = lora_config(config, model, "CAUSAL_LM", config.model_type)
+        lora = training.lora_config(config, model, "CAUSAL_LM", config.model_type)
         model = get_peft_model(model, lora)
         logger.info("%s: LoRA (%s)", config.loss_type, ", ".join(lora.target_modules))
     elif config.adapter_name_or_path:
@@ -200,8 +193,8 @@ def main(argv: list[str] | None = None) -> Path:
     from common.rlhf import policy_and_reference
 
     # ---- Data ---------------------------------------------------------------------------------
-    tokenizer = load_stage_tokenizer(config, config.adapter_name_or_path)
-    train_pairs, dev_pairs, data_files = load_preference_pairs(config, config.seed, tokenizer, "DPO")
+    tokenizer = training.load_stage_tokenizer(config, config.adapter_name_or_path)
+    train_pairs, dev_pairs, data_files = training.load_preference_pairs(config, config.seed, tokenizer, "DPO")
 
     # ---- Model and reference --------------------------------------------------------------------
     model = load_training_model(config, precision, config.use_lora)
@@ -211,7 +204,8 @@ def main(argv: list[str] | None = None) -> Path:
         model, ref_model, peft_config = policy_and_reference(config, model, precision, "DPO")
 
     # ---- Train --------------------------------------------------------------------------------
-    train_args = trainer_arguments(config, config, output_dir, precision, has_eval=len(dev_pairs) > 0)
+    has_eval = len(dev_pairs) > 0
+    train_args = training.trainer_arguments(config, config, output_dir, precision, has_eval=has_eval)
     if config.reference_free:
         from transformers import TrainingArguments
         from trl.trainer.dpo_trainer import DataCollatorForPreference
@@ -242,7 +236,7 @@ def main(argv: list[str] | None = None) -> Path:
                                              peft_config=peft_config)  # fmt: skip
     if config.use_lora and getattr(trainer, "ref_model", None) is not None:
         raise RunError("LoRA DPO unexpectedly built a second reference model")  # the memory promise above
-    train_and_save(trainer, guard, output_dir, precision)
+    training.train_and_save(trainer, guard, output_dir, precision)
 
     # ---- Evaluate -----------------------------------------------------------------------------
     if len(dev_pairs):
@@ -250,7 +244,7 @@ def main(argv: list[str] | None = None) -> Path:
         eval_metrics = trainer.evaluate()
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
-    save_tokenizer_and_curves(trainer, tokenizer, output_dir, config.report_to, resolved)
+    training.save_tokenizer_and_curves(trainer, tokenizer, output_dir, config.report_to, resolved)
     if trainer.is_world_process_zero():
         method = {"orpo": "ORPO", "simpo": "SimPO"}.get(config.loss_type, "DPO")
         print(f"{method} {'adapter' if config.use_lora else 'model'} and run record saved in {output_dir}")
