@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import platform
 import re
 import shutil
@@ -447,6 +448,66 @@ def deepspeed_loads_weights_only() -> Iterator[None]:
         yield
     finally:
         TorchCheckpointEngine.load, torch.load = original_engine_load, original_torch_load
+
+
+# What torch's distributed checkpoint metadata (the `.metadata` file of an FSDP2 checkpoint's folders) is made
+# of: its own record classes, torch.Size and dtypes, the layout helper, and the paths it notes.
+DISTRIBUTED_CHECKPOINT_GLOBALS = {
+    "torch.distributed.checkpoint.metadata": None,  # every name: dataclasses and enums, nothing that runs code
+    "torch.distributed.checkpoint.filesystem": {"_StorageInfo"},
+    "torch.serialization": {"_get_layout"},
+    "pathlib": {"Path", "PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath"},
+    "collections": {"OrderedDict"},
+}
+
+
+class DistributedCheckpointUnpickler(pickle.Unpickler):
+    """Unpickles a distributed checkpoint's metadata, building only the records listed above (and torch.Size,
+    torch's dtypes); any other global, where a replaced file would name a function to run, is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        import torch
+
+        allowed = DISTRIBUTED_CHECKPOINT_GLOBALS.get(module, set())
+        if module in DISTRIBUTED_CHECKPOINT_GLOBALS and (allowed is None or name in allowed):
+            return super().find_class(module, name)
+        if module == "torch" and (name == "Size" or isinstance(getattr(torch, name, None), torch.dtype)):
+            return getattr(torch, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a distributed checkpoint's metadata")
+
+
+@contextlib.contextmanager
+def distributed_checkpoint_metadata_restricted() -> Iterator[None]:
+    """torch's distributed checkpoint (FSDP2's SHARDED_STATE_DICT checkpoints) reads each folder's `.metadata`
+    with a plain pickle.load, which would run any code a replaced file holds; while this is active it is read by
+    DistributedCheckpointUnpickler, and a refused file is one RunError. (The tensors themselves are read with
+    torch.load(weights_only=True) by torch already.)"""
+    import types
+
+    import torch.distributed.checkpoint.filesystem as filesystem
+
+    refused: list[RunError] = []
+
+    def restricted_load(file: Any, **kwargs: Any) -> Any:
+        try:
+            return DistributedCheckpointUnpickler(file, **kwargs).load()
+        except (pickle.UnpicklingError, EOFError, AttributeError) as err:
+            refused.append(RunError(f"refusing to load {getattr(file, 'name', file)}: not a distributed "
+                                    f"checkpoint's metadata ({err}); nothing in a run folder is executed"))  # fmt: skip
+            raise refused[-1] from None
+
+    original = filesystem.pickle
+    filesystem.pickle = types.SimpleNamespace(**{**vars(pickle), "load": restricted_load})
+    try:
+        yield
+    except BaseException as err:
+        # torch folds a failed metadata read into its CheckpointException (a BaseException), with every rank's
+        # traceback: the refusal is said alone.
+        if refused and err is not refused[0]:
+            raise refused[0] from None
+        raise
+    finally:
+        filesystem.pickle = original
 
 
 def zero_checkpoint_world_size(checkpoint: Path) -> int | None:
@@ -1075,8 +1136,12 @@ class TrainerRunGuard:
                            "GPU-type devices; here it would have trained unsharded, as plain DDP); nothing was trained")  # fmt: skip
         if trainer.is_deepspeed_enabled and self.checkpoint:
             resume_zero_state_on(trainer, Path(self.checkpoint))
-        # DeepSpeed reads its engine files itself, with full unpickling: weights-only while we train.
-        engine_loading = deepspeed_loads_weights_only() if trainer.is_deepspeed_enabled else contextlib.nullcontext()
+        # DeepSpeed and torch's distributed checkpoint (FSDP2) unpickle their own files: restricted while we train.
+        engine_loading = contextlib.nullcontext()
+        if trainer.is_deepspeed_enabled:
+            engine_loading = deepspeed_loads_weights_only()
+        elif trainer.is_fsdp_enabled:
+            engine_loading = distributed_checkpoint_metadata_restricted()
         try:
             with engine_loading:
                 result = trainer.train(resume_from_checkpoint=str(self.checkpoint) if self.checkpoint else None)
@@ -1097,7 +1162,7 @@ class TrainerRunGuard:
         if trainer.is_fsdp_enabled:
             # Checkpoints stay sharded (torch distributed checkpoints, which a resume on another GPU count
             # reshards); the Trainer's save_model writes nothing under SHARDED_STATE_DICT, so the finished model is
-            # gathered whole (the usual recipe around the Trainer; FSDP2 needs GPUs and was not run here).
+            # gathered whole (the usual recipe around the Trainer; run on two H200s: tests/gpu/fsdp2_checks.py).
             trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
         return result
 

@@ -310,9 +310,10 @@ class RunSettings(WandbSettings, PrecisionSettings):
             raise ConfigError("fp16 and bf16 are both true; choose one")
         if self.deepspeed and self.fsdp_config:
             raise ConfigError("deepspeed and fsdp_config are two ways to shard the same training; choose one")
-        if self.fsdp_config and world_size() < 2:
-            raise ConfigError("fsdp_config shards the model over several processes: launch with "
-                              "torchrun --nproc_per_node=N (N >= 2)")  # fmt: skip
+        if self.fsdp_config and "LOCAL_RANK" not in os.environ:
+            # One process under torchrun is allowed: it resumes a sharded checkpoint on one GPU.
+            raise ConfigError("fsdp_config shards the model over torchrun's processes: launch with "
+                              "torchrun --nproc_per_node=N (one per GPU; N = 1 runs it on one GPU)")  # fmt: skip
         if self.deepspeed and getattr(self, "quantization_bit", None):
             raise ConfigError("quantization_bit (QLoRA) under DeepSpeed is not supported here: train QLoRA "
                               "with torchrun or on one GPU, or drop quantization_bit")  # fmt: skip

@@ -85,6 +85,17 @@ class PolicyPreferenceConfig(PreferenceLossSettings, PreferenceTrainingConfig):
 
     learning_rate: float = stage_default(5e-6)  # small: full fine-tuning of a policy drifts fast on preferences
 
+    def check(self) -> None:
+        # Seen on two H200s (torch 2.11, TRL 1.16, tests/gpu/fsdp2_checks.py): full DPO and KTO train under FSDP2,
+        # then their evaluation after training fails inside TRL's fused log-prob forward with sharded weights
+        # ("mixed torch.Tensor and DTensor"). The cause is not found, so the combination stops here, before any
+        # work, instead of after training. LoRA DPO and the reference-free losses ran to the end there.
+        if self.fsdp_config and not self.use_lora and not getattr(self, "reference_free", False):
+            raise ConfigError("full-parameter training against a frozen reference copy (DPO sigmoid/ipo/hinge, KTO) "
+                              "is refused under FSDP2: on GPUs its evaluation failed inside TRL's fused forward "
+                              "with sharded weights. Use DeepSpeed ZeRO-3 (run_config/deepspeed_zero3.json), which "
+                              "shards the reference too, or LoRA (use_lora) under FSDP2")  # fmt: skip
+
 
 def sharded_sampling_refusal(stage: str, sharding: str) -> str:
     """Why the stages that sample their own training data (PPO, GRPO) refuse ZeRO-3 and FSDP2, in one line."""

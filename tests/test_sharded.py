@@ -11,6 +11,7 @@ distributed at all); at 1e-4 the largest difference is ~1e-6, ten times inside t
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import subprocess
 from pathlib import Path
@@ -175,7 +176,8 @@ def test_zero3_full_preference_training_runs_with_its_reference(tmp_path, tiny_l
                                                           ("FSDP2", "--fsdp_config", "run_config/tiny/fsdp2.json")])
 def test_sampling_stages_refuse_sharding_with_the_reason(script, sharding, flag, config, tmp_path, tiny_llama):
     result = run_script(PYTHON, script, "--model_name_or_path", str(tiny_llama), flag, config,
-                        "--output_dir", str(tmp_path / "out"), check=False, env={"WORLD_SIZE": "2"})  # fmt: skip
+                        "--output_dir", str(tmp_path / "out"), check=False,
+                        env={"WORLD_SIZE": "2", "LOCAL_RANK": "0"})  # as torchrun sets them; fmt: skip
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert f"{sharding} is refused" in result.stderr and "all-gather every layer's weight shards" in result.stderr
 
@@ -202,15 +204,29 @@ def test_resume_on_another_number_of_processes(runs):
     assert len(list((runs / "zero3_1to2" / "checkpoint-3").glob("global_step3/*optim_states.pt"))) == 2
 
 
-def test_fsdp_config_needs_several_processes(tmp_path, tiny_llama):
-    """FSDP2 (run_config/fsdp2.json) shards over processes: one process is refused at once. (On CPU accelerate
-    1.15 never turns FSDP on, see AcceleratorState: the Trainer stages then stop with one error line instead
-    of silently training unsharded; on GPUs it runs. Neither is tested here.)"""
+@pytest.mark.parametrize(("script", "config"), [("scripts/train_dpo.py", "run_config/tiny/dpo_config.json"),
+                                               ("scripts/train_kto.py", "run_config/tiny/kto_config.json")])
+def test_full_preference_training_with_a_reference_is_refused_under_fsdp2(script, config, tmp_path, tiny_llama):
+    """On two H200s full DPO and KTO trained under FSDP2 and then failed in their evaluation (tests/gpu/
+    fsdp2_checks.py's docstring); they stop before any work, naming ZeRO-3 and LoRA instead."""
+    result = run_script(PYTHON, script, "--model_config_file", config, "--model_name_or_path", str(tiny_llama),
+                        "--use_lora", "false", "--fsdp_config", "run_config/tiny/fsdp2.json",
+                        "--output_dir", str(tmp_path / "out"), check=False,
+                        env={"WORLD_SIZE": "2", "LOCAL_RANK": "0"})  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "is refused under FSDP2" in result.stderr and "deepspeed_zero3.json" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_fsdp_config_needs_torchrun(tmp_path, tiny_llama):
+    """FSDP2 (run_config/fsdp2.json) shards over torchrun's processes: a plain launch is refused at once. (On
+    CPU accelerate 1.15 never turns FSDP on, see AcceleratorState: the Trainer stages then stop with one error
+    line instead of silently training unsharded. FSDP2 itself is tested on two GPUs: tests/gpu/fsdp2_checks.py.)"""
     result = run_script(PYTHON, "scripts/finetune.py", "--model_name_or_path", str(tiny_llama),
                         "--fsdp_config", "run_config/tiny/fsdp2.json", "--output_dir", str(tmp_path / "out"),
                         check=False)  # fmt: skip
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "fsdp_config shards the model over several processes" in result.stderr
+    assert "fsdp_config shards the model over torchrun's processes" in result.stderr
 
 
 # ---- Exact data position of a streaming run -------------------------------------------------------
@@ -273,3 +289,49 @@ def test_streaming_pretraining_resumes_at_its_place_in_the_corpus(tmp_path, tiny
     )
     manifest = json.loads((resumed / "checkpoint-4" / "checkpoint_manifest.json").read_text())
     assert "data_state.json" in manifest["files"]  # written before the manifest, so checked on the next resume
+
+
+# ---- FSDP2 checkpoints are read without running code ----------------------------------------------
+
+
+def test_distributed_checkpoint_metadata_is_read_without_running_code(tmp_path):
+    """FSDP2 checkpoints are torch distributed checkpoints, whose `.metadata` torch reads with pickle.load. Under
+    our guard (active whenever an FSDP run trains) a real one loads: a model with its AdamW state, saved by one
+    process, comes back equal. A planted one that names a function to run is refused in one line, and the
+    function never runs."""
+    import os
+
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    from common.runs import RunError, distributed_checkpoint_metadata_restricted
+
+    def trained(seed: int) -> tuple[dict, dict]:
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 3))
+        optimizer = torch.optim.AdamW(model.parameters())
+        model(torch.randn(2, 4)).sum().backward()
+        optimizer.step()
+        return get_state_dict(model, optimizer)
+
+    saved_model, saved_optimizer = trained(0)
+    dcp.save({"model": saved_model, "optim": saved_optimizer}, checkpoint_id=str(tmp_path / "ckpt"))
+    loaded_model, loaded_optimizer = trained(1)
+    assert not torch.equal(loaded_model["0.weight"], saved_model["0.weight"])
+    with distributed_checkpoint_metadata_restricted():
+        dcp.load({"model": loaded_model, "optim": loaded_optimizer}, checkpoint_id=str(tmp_path / "ckpt"))
+    assert_same_tensors(saved_model, loaded_model)
+    assert_same_tensors(saved_optimizer["state"]["0.weight"], loaded_optimizer["state"]["0.weight"])
+
+    marker = tmp_path / "ran"
+
+    class Planted:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    (tmp_path / "ckpt" / ".metadata").write_bytes(pickle.dumps(Planted()))
+    with pytest.raises(RunError, match=r"refusing to load .*\.metadata: not a distributed checkpoint's metadata "
+                                       r"\(posix\.system is not part"):  # fmt: skip
+        with distributed_checkpoint_metadata_restricted():
+            dcp.load({"model": loaded_model}, checkpoint_id=str(tmp_path / "ckpt"))
+    assert not marker.exists()

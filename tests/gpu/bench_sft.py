@@ -159,13 +159,11 @@ def main() -> None:
         f"--num_gpus={opts.nproc}",
     ]
     ds_config = ["--deepspeed", "run_config/deepspeed_config.json"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={opts.nproc}"]
     if opts.nproc == 1:
         plain, tag = [sys.executable], "python"
     else:  # tokens/s is then the total over all GPUs; the global batch grows with them (batch_size below)
-        plain, tag = (
-            [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={opts.nproc}"],
-            "torchrun",
-        )
+        plain, tag = torchrun, "torchrun"
         shape[shape.index("--batch_size") + 1] = str(opts.micro_batch * opts.nproc)
     write_long_sft(data, REPO / "models/tiny-llama", opts.seq, opts.micro_batch * opts.steps * opts.nproc)
     runs = {
@@ -173,6 +171,8 @@ def main() -> None:
         f"1b_lora_{tag}_{opts.nproc}gpu": (plain, shape + lora),
         f"1b_full_deepspeed_zero2_{opts.nproc}gpu": (deepspeed, shape + ds_config),
         f"1b_lora_deepspeed_zero2_{opts.nproc}gpu": (deepspeed, shape + lora + ds_config),
+        f"1b_full_deepspeed_zero3_{opts.nproc}gpu": (deepspeed, shape + ["--deepspeed", "run_config/deepspeed_zero3.json"]),
+        f"1b_full_fsdp2_{opts.nproc}gpu": (torchrun, shape + ["--fsdp_config", "run_config/fsdp2.json"]),
     }
     wanted = set(filter(None, opts.only.split(",")))
     results = [] if opts.skip_baseline else [baseline(model_dir, opts.seq, opts.micro_batch, opts.steps)]
