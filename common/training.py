@@ -89,7 +89,7 @@ class PolicyPreferenceConfig(PreferenceLossSettings, PreferenceTrainingConfig):
         # Seen on two H200s (torch 2.11, TRL 1.16, tests/gpu/fsdp2_checks.py): full DPO and KTO train under FSDP2,
         # then their evaluation after training fails inside TRL's fused log-prob forward with sharded weights
         # ("mixed torch.Tensor and DTensor"). The cause is not found, so the combination stops here, before any
-        # work, instead of after training. LoRA DPO and the reference-free losses ran to the end there.
+        # work, instead of after training. LoRA DPO ran to the end there (the reference-free losses were not run).
         if self.fsdp_config and not self.use_lora and not getattr(self, "reference_free", False):
             raise ConfigError("full-parameter training against a frozen reference copy (DPO sigmoid/ipo/hinge, KTO) "
                               "is refused under FSDP2: on GPUs its evaluation failed inside TRL's fused forward "
