@@ -86,15 +86,22 @@ class PolicyPreferenceConfig(PreferenceLossSettings, PreferenceTrainingConfig):
     learning_rate: float = stage_default(5e-6)  # small: full fine-tuning of a policy drifts fast on preferences
 
     def check(self) -> None:
-        # Seen on two H200s (torch 2.11, TRL 1.16, tests/gpu/fsdp2_checks.py): full DPO and KTO train under FSDP2,
-        # then their evaluation after training fails inside TRL's fused log-prob forward with sharded weights
-        # ("mixed torch.Tensor and DTensor"). The cause is not found, so the combination stops here, before any
-        # work, instead of after training. LoRA DPO ran to the end there (the reference-free losses were not run).
+        # Seen on two H200s (torch 2.11, accelerate 1.15, TRL 1.16; tests/gpu/fsdp2_checks.py): accelerate shards the
+        # final norm and lm_head as one FSDP2 group; TRL's fused log-prob forward runs the norm but only reads
+        # lm_head.weight, so torch 2.11 leaves that group "in forward" after an evaluation, a state-dict save
+        # reshards it behind its back, and the next forward meets sharded weights ("mixed torch.Tensor and
+        # DTensor"). torch 2.13 completes such groups itself (_fsdp_state.py, _force_complete_incomplete_states).
+        # LoRA and the reference-free losses do not put the norm in that group.
         if self.fsdp_config and not self.use_lora and not getattr(self, "reference_free", False):
-            raise ConfigError("full-parameter training against a frozen reference copy (DPO sigmoid/ipo/hinge, KTO) "
-                              "is refused under FSDP2: on GPUs its evaluation failed inside TRL's fused forward "
-                              "with sharded weights. Use DeepSpeed ZeRO-3 (run_config/deepspeed_zero3.json), which "
-                              "shards the reference too, or LoRA (use_lora) under FSDP2")  # fmt: skip
+            from importlib.metadata import version
+
+            torch_version = version("torch")
+            if tuple(int(part) for part in torch_version.split("+")[0].split(".")[:2]) < (2, 13):
+                raise ConfigError(f"full-parameter DPO/KTO under FSDP2 needs torch >= 2.13 (this is {torch_version}): "
+                                  "with TRL's fused log-prob head, torch 2.11 left the final norm's FSDP2 group "
+                                  "half-run after an evaluation and the next forward failed on sharded weights. "
+                                  "Upgrade torch (the pinned 2.13.0), or use DeepSpeed ZeRO-3 "
+                                  "(run_config/deepspeed_zero3.json) or LoRA (use_lora)")  # fmt: skip
 
 
 def sharded_sampling_refusal(stage: str, sharding: str) -> str:
