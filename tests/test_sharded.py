@@ -1,5 +1,6 @@
-"""Sharded training on CPU: DeepSpeed ZeRO-3 (its CPU accelerator, gloo), two processes under torchrun,
-against the same run in one process.
+"""Sharded training on CPU: DeepSpeed ZeRO-3 (its CPU accelerator, gloo) and FSDP2 (torch's fully_shard over
+gloo, accelerate's GPU-only gate lifted by tests/fsdp_on_cpu.py), two processes under torchrun, against the same
+run in one process.
 
 Why lr 1e-4 in the step comparisons: Adam's first step moves each weight by lr * g / (|g| + eps), so a
 gradient element near eps (1e-8) turns a rounding-size difference in its reduction order into a visible
@@ -24,6 +25,7 @@ from conftest import PYTHON, run_script
 
 TORCHRUN = str(Path(PYTHON).parent / "torchrun")
 ZERO3 = "run_config/tiny/deepspeed_zero3.json"
+FSDP2 = "run_config/tiny/fsdp2.json"
 TOLERANCE = 1e-5
 # One optimizer step of 8 rows: 2 x 4 per process, or 4 x 2 accumulated in one process (same micro-batches).
 SFT = ["--data_path", "data_dir/sample_sft.train.json", "--batch_size", "8", "--per_device_train_batch_size", "4",
@@ -52,6 +54,13 @@ def one_process(script: str, *args: str) -> None:
 
 def two_processes(script: str, *args: str) -> subprocess.CompletedProcess:
     return run_script(TORCHRUN, "--nproc_per_node=2", "--master_port", free_port(), script, *args, timeout=300)
+
+
+def fsdp_on_cpu(processes: int, *args: str, script: str = "scripts/finetune.py") -> subprocess.CompletedProcess:
+    """A stage under torchrun with FSDP2 on gloo: accelerate 1.15 keeps FSDP for GPUs only, and
+    tests/fsdp_on_cpu.py lifts that gate alone (torch's fully_shard runs on CPU)."""
+    return run_script(TORCHRUN, f"--nproc_per_node={processes}", "--master_port", free_port(), "tests/fsdp_on_cpu.py",
+                      script, *args, timeout=300)  # fmt: skip
 
 
 def step_logs(output_dir: Path) -> list[dict]:
@@ -94,6 +103,13 @@ def runs(tmp_path_factory, tiny_models) -> Path:
     # ZeRO-3, 1 -> 2: step 2 as saved by that one process, step 3 on two.
     two_processes("scripts/finetune.py", *model, *SFT, *resume,
                   "--output_dir", str(continued(two_to_one, 2, root / "zero3_1to2")))  # fmt: skip
+    # FSDP2 (tests/fsdp_on_cpu.py keeps accelerate's FSDP on gloo): one step on two processes, then 2 -> 1 -> 2.
+    fsdp2 = ["--fsdp_config", FSDP2]
+    fsdp_on_cpu(2, *model, *SFT, "--max_steps", "1", *fsdp2, "--output_dir", str(root / "sft_fsdp2"))
+    resume = ["--resume_from_checkpoint", "true", "--max_steps", "3", *fsdp2]
+    two_to_one = continued(root / "sft_fsdp2", 1, root / "fsdp2_2to1")
+    fsdp_on_cpu(1, *model, *SFT, *resume, "--output_dir", str(two_to_one))
+    fsdp_on_cpu(2, *model, *SFT, *resume, "--output_dir", str(continued(two_to_one, 2, root / "fsdp2_1to2")))
     one_process("scripts/pretrain.py", *PRETRAIN, "--output_dir", str(root / "pt"))
     two_processes("scripts/pretrain.py", *PRETRAIN, "--deepspeed", ZERO3, "--output_dir", str(root / "pt_zero3"))
     two_processes("scripts/train_rm.py", *REWARD, "--deepspeed", ZERO3, "--output_dir", str(root / "rm_zero3"))
@@ -121,6 +137,19 @@ def test_zero3_sft_step_equals_the_single_process_step(runs):
     # torch's deprecation of the collectives DeepSpeed calls is silenced (it came back on every call).
     assert "all_gather_into_tensor` is deprecated" not in (runs / "sft_zero3.log").read_text()
     assert len(list((runs / "sft_zero3" / "checkpoint-1").glob("global_step1/zero_pp_rank_*_optim_states.pt"))) == 2
+
+
+def test_fsdp2_sft_step_equals_the_single_process_step(runs):
+    """The same step under FSDP2 (torch's fully_shard through accelerate, on gloo): loss, and the weights the
+    finished run gathers whole, equal one process's; the checkpoint holds each process's shard (torch distributed
+    checkpoint). On two GPUs: tests/gpu/fsdp2_checks.py."""
+    single, sharded = step_logs(runs / "sft")[0], step_logs(runs / "sft_fsdp2")[0]
+    assert sharded["loss"] == pytest.approx(single["loss"], abs=TOLERANCE)
+    assert sharded["grad_norm"] == pytest.approx(single["grad_norm"], rel=1e-4)
+    before = load_file(str(runs / "sft" / "checkpoint-1" / "model.safetensors"))
+    assert_same_tensors(before, load_file(str(runs / "sft_fsdp2" / "model.safetensors")))
+    assert len(list((runs / "sft_fsdp2" / "checkpoint-1").glob("pytorch_model_fsdp_0/*.distcp"))) == 2
+    assert json.loads((runs / "sft_fsdp2" / "finetune_config.json").read_text())["_resolved"]["world_size"] == 2
 
 
 def test_zero3_lora_pretraining_saves_the_single_process_adapter(runs):
@@ -183,12 +212,13 @@ def test_sampling_stages_refuse_sharding_with_the_reason(script, sharding, flag,
 
 
 def test_resume_on_another_number_of_processes(runs):
-    """Saved on 2 processes and resumed on 1, and the reverse: the steps after the resume log the losses of
-    the uninterrupted one-process run. ZeRO shards fit only the process count that wrote them; the resume
-    converts them to DeepSpeed's universal checkpoint first (weights-only)."""
+    """Saved on 2 processes and resumed on 1, and the reverse, under ZeRO-3 and FSDP2: the steps after the resume
+    log the losses of the uninterrupted one-process run. ZeRO shards fit only the process count that wrote them;
+    the resume converts them to DeepSpeed's universal checkpoint first (weights-only). FSDP2's distributed
+    checkpoints reshard as they load (their metadata read by our restricted unpickler)."""
     uninterrupted = [entry["loss"] for entry in step_logs(runs / "sft")]
     assert len(uninterrupted) == 3
-    for folder, resumed_at in (("zero3_2to1", 1), ("zero3_1to2", 2)):
+    for folder, resumed_at in (("zero3_2to1", 1), ("zero3_1to2", 2), ("fsdp2_2to1", 1), ("fsdp2_1to2", 2)):
         logged = {entry["step"]: entry["loss"] for entry in step_logs(runs / folder)}  # the checkpoint's, then ours
         assert sorted(logged) == [1, 2, 3], folder
         for step, loss in logged.items():
@@ -202,6 +232,22 @@ def test_resume_on_another_number_of_processes(runs):
     # The run went on from the converted state and saves its own ZeRO checkpoints, one process's shards.
     assert len(list((runs / "zero3_2to1" / "checkpoint-3").glob("global_step3/*optim_states.pt"))) == 1
     assert len(list((runs / "zero3_1to2" / "checkpoint-3").glob("global_step3/*optim_states.pt"))) == 2
+
+
+def test_full_dpo_under_fsdp2_runs_to_the_end_on_torch_2_13(tmp_path, tiny_llama):
+    """What torch 2.11 failed on two H200s, on this torch (2.13, FSDP2 on gloo): full DPO with its frozen reference,
+    two steps, a held-out evaluation at step 2, the final save and the evaluation after it. Every saved weight
+    moved, and the final evaluation equals the step-2 one (nothing trained in between)."""
+    out = tmp_path / "out"
+    fsdp_on_cpu(2, "--model_config_file", "run_config/tiny/dpo_config.json", "--model_name_or_path", str(tiny_llama),
+                "--use_lora", "false", "--per_device_train_batch_size", "4", "--max_steps", "2", "--eval_steps", "2",
+                "--val_set_size", "8", "--learning_rate", "1e-4", "--fsdp_config", FSDP2, "--output_dir", str(out),
+                script="scripts/train_dpo.py")  # fmt: skip
+    before, after = load_file(str(tiny_llama / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert before.keys() == after.keys() and not [name for name in before if torch.equal(before[name], after[name])]
+    state = json.loads((out / "trainer_state.json").read_text())
+    at_step_2 = next(entry["eval_loss"] for entry in state["log_history"] if "eval_loss" in entry)
+    assert json.loads((out / "eval_results.json").read_text())["eval_loss"] == pytest.approx(at_step_2, abs=1e-6)
 
 
 @pytest.mark.parametrize(("torch_version", "refused"), [("2.11.0+cu130", True), ("2.13.0", False)])
@@ -229,7 +275,8 @@ def test_full_preference_training_under_fsdp2_needs_torch_2_13(torch_version, re
 def test_fsdp_config_needs_torchrun(tmp_path, tiny_llama):
     """FSDP2 (run_config/fsdp2.json) shards over torchrun's processes: a plain launch is refused at once. (On
     CPU accelerate 1.15 never turns FSDP on, see AcceleratorState: the Trainer stages then stop with one error
-    line instead of silently training unsharded. FSDP2 itself is tested on two GPUs: tests/gpu/fsdp2_checks.py.)"""
+    line instead of silently training unsharded. FSDP2 itself: the runs fixture, through tests/fsdp_on_cpu.py,
+    and on two GPUs tests/gpu/fsdp2_checks.py.)"""
     result = run_script(PYTHON, "scripts/finetune.py", "--model_name_or_path", str(tiny_llama),
                         "--fsdp_config", "run_config/tiny/fsdp2.json", "--output_dir", str(tmp_path / "out"),
                         check=False)  # fmt: skip
