@@ -453,7 +453,7 @@ def deepspeed_loads_weights_only() -> Iterator[None]:
 # What torch's distributed checkpoint metadata (the `.metadata` file of an FSDP2 checkpoint's folders) is made
 # of: its own record classes, torch.Size and dtypes, the layout helper, and the paths it notes.
 DISTRIBUTED_CHECKPOINT_GLOBALS = {
-    "torch.distributed.checkpoint.metadata": None,  # every name: dataclasses and enums, nothing that runs code
+    "torch.distributed.checkpoint.metadata": None,  # every class defined there: dataclasses and enums
     "torch.distributed.checkpoint.filesystem": {"_StorageInfo"},
     "torch.serialization": {"_get_layout"},
     "pathlib": {"Path", "PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath"},
@@ -470,7 +470,10 @@ class DistributedCheckpointUnpickler(pickle.Unpickler):
 
         allowed = DISTRIBUTED_CHECKPOINT_GLOBALS.get(module, set())
         if module in DISTRIBUTED_CHECKPOINT_GLOBALS and (allowed is None or name in allowed):
-            return super().find_class(module, name)
+            found = super().find_class(module, name)
+            # "every class defined there": not a function or module that file merely imports
+            if allowed is not None or (isinstance(found, type) and found.__module__ == module):
+                return found
         if module == "torch" and (name == "Size" or isinstance(getattr(torch, name, None), torch.dtype)):
             return getattr(torch, name)
         raise pickle.UnpicklingError(f"{module}.{name} is not part of a distributed checkpoint's metadata")

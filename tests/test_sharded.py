@@ -390,3 +390,8 @@ def test_distributed_checkpoint_metadata_is_read_without_running_code(tmp_path):
         with distributed_checkpoint_metadata_restricted():
             dcp.load({"model": loaded_model}, checkpoint_id=str(tmp_path / "ckpt"))
     assert not marker.exists()
+    # A name the metadata module only imports (os, dataclasses.field, ...) is no record of it: refused too.
+    (tmp_path / "ckpt" / ".metadata").write_bytes(b"ctorch.distributed.checkpoint.metadata\nfield\n)R.")
+    with pytest.raises(RunError, match=r"torch\.distributed\.checkpoint\.metadata\.field is not part"):
+        with distributed_checkpoint_metadata_restricted():
+            dcp.load({"model": loaded_model}, checkpoint_id=str(tmp_path / "ckpt"))
