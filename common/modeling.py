@@ -126,6 +126,24 @@ def quantization_config(model: ModelSettings, precision: str) -> Any:
     )
 
 
+@contextlib.contextmanager
+def whole_weights(args: Any, when: bool = True) -> Iterator[None]:
+    """Load whole weights (`when` it is asked) even under ZeRO-3. Once a stage's TrainingArguments exist with a
+    ZeRO-3 config, from_pretrained places each weight straight into its shard (deepspeed.zero.Init). What changes or
+    copies weights before training needs them whole: folding in an SFT adapter, or a frozen reference cast to the
+    run's precision; DeepSpeed partitions them when training starts."""
+    from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_hf_deepspeed_config
+
+    registered = getattr(args, "hf_deepspeed_config", None) if when else None
+    if registered is not None:
+        unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if registered is not None:
+            set_hf_deepspeed_config(registered)
+
+
 def load_training_model(
     model: ModelSettings,
     precision: str,

@@ -223,7 +223,7 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 def policy_and_reference(
-    config: PreferenceTrainingConfig, model: Any, precision: str, stage: str
+    config: PreferenceTrainingConfig, model: Any, precision: str, stage: str, args: Any
 ) -> tuple[Any, Any, Any]:
     """(policy, reference model or None, LoRA config for TRL or None) of a DPO or KTO run; the reference is the
     starting policy, held as cheaply as the method allows:
@@ -233,9 +233,10 @@ def policy_and_reference(
     - LoRA from a full model: a new adapter (TRL applies the returned config); the reference is the same model
       with the adapter disabled, so there is no second copy in memory.
     - full fine-tuning: the policy is the fp32 `model` (the SFT adapter, if given, merged in); the reference is
-      a second, frozen copy of the same weights, in the run's precision.
+      a second, frozen copy of the same weights, in the run's precision. It loads whole (cast before training);
+      under ZeRO-3 TRL's DeepSpeed engine for it shards it then. `args`: the stage's TrainingArguments.
     """
-    from common.modeling import load_causal_lm, merge_adapter, torch_dtype
+    from common.modeling import load_causal_lm, merge_adapter, torch_dtype, whole_weights
     from common.training import lora_config
 
     if config.use_lora and config.adapter_name_or_path:
@@ -254,9 +255,10 @@ def policy_and_reference(
         model = merge_adapter(model, config.adapter_name_or_path)
     # The same starting weights, merged in fp32 like the policy's, then held in the run's precision: the
     # reference never trains, and autocast rounds the policy's matmul weights the same way.
-    ref_model = load_causal_lm(
-        config.model_name_or_path, torch.float32, trust_remote_code=config.trust_remote_code
-    )
+    with whole_weights(args):
+        ref_model = load_causal_lm(
+            config.model_name_or_path, torch.float32, trust_remote_code=config.trust_remote_code
+        )
     if config.adapter_name_or_path:
         ref_model = merge_adapter(ref_model, config.adapter_name_or_path)
     ref_model = ref_model.to(torch_dtype(precision)).requires_grad_(False).eval()

@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file
 # `training.` marks the steps DPO shares with the other Trainer stages, among this file's own helpers.
 from common import training  # noqa: E402
 from common.config import ConfigError, config_field, stage_default  # noqa: E402
-from common.modeling import load_training_model  # noqa: E402
+from common.modeling import load_training_model, whole_weights  # noqa: E402
 from common.runs import RunError, open_run, run_as_script, start_trainer_run  # noqa: E402
 
 logger = logging.getLogger("train_dpo")
@@ -197,13 +197,8 @@ def main(argv: list[str] | None = None) -> Path:
     train_pairs, dev_pairs, data_files = training.load_preference_pairs(config, config.seed, tokenizer, "DPO")
 
     # ---- Model and reference --------------------------------------------------------------------
-    model = load_training_model(config, precision, config.use_lora)
-    if config.reference_free:
-        model, ref_model, peft_config = reference_free_policy(config, model), None, None
-    else:
-        model, ref_model, peft_config = policy_and_reference(config, model, precision, "DPO")
-
-    # ---- Train --------------------------------------------------------------------------------
+    # The Trainer's arguments first: under ZeRO-3 the policy then loads straight into its shards (whole only when
+    # an SFT adapter is folded in or trained on).
     has_eval = len(dev_pairs) > 0
     train_args = training.trainer_arguments(config, config, output_dir, precision, has_eval=has_eval)
     if config.reference_free:
@@ -220,6 +215,14 @@ def main(argv: list[str] | None = None) -> Path:
             max_length=None,  # pairs were already cut to cutoff_len by our own rule; the collator must not cut
             disable_dropout=True,
         )
+    with whole_weights(args, when=bool(config.adapter_name_or_path)):
+        model = load_training_model(config, precision, config.use_lora)
+    if config.reference_free:
+        model, ref_model, peft_config = reference_free_policy(config, model), None, None
+    else:
+        model, ref_model, peft_config = policy_and_reference(config, model, precision, "DPO", args)
+
+    # ---- Train --------------------------------------------------------------------------------
     # The run record, W&B, and the guard: checkpoint manifests, SIGTERM/SIGINT stop, save errors.
     guard = start_trainer_run(output_dir, resolved, "dpo_config.json", data_files, config, checkpoint,
                               [config.model_name_or_path, config.adapter_name_or_path])  # fmt: skip

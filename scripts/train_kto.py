@@ -42,7 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, config_field, stage_default  # noqa: E402
-from common.modeling import load_training_model  # noqa: E402
+from common.modeling import load_training_model, whole_weights  # noqa: E402
 from common.runs import open_run, run_as_script, start_trainer_run  # noqa: E402
 from common.training import (  # noqa: E402
     PolicyPreferenceConfig,
@@ -170,10 +170,8 @@ def main(argv: list[str] | None = None) -> Path:
     train, dev, data_files = load_kto_examples(config, tokenizer)
 
     # ---- Model and reference --------------------------------------------------------------------
-    model = load_training_model(config, precision, config.use_lora)
-    model, ref_model, peft_config = policy_and_reference(config, model, precision, "KTO")
-
-    # ---- Train --------------------------------------------------------------------------------
+    # The Trainer's arguments first: under ZeRO-3 the policy then loads straight into its shards (whole only when
+    # an SFT adapter is folded in or trained on).
     train_args = trainer_arguments(config, config, output_dir, precision, has_eval=len(dev) > 0)
     train_args.pop("group_by_length", None)
     train_args["train_sampling_strategy"] = "sequential"  # the shuffled order above; the KL pairing needs it
@@ -185,6 +183,11 @@ def main(argv: list[str] | None = None) -> Path:
         max_length=None,  # examples were already cut to cutoff_len by our own rule
         disable_dropout=True,
     )
+    with whole_weights(args, when=bool(config.adapter_name_or_path)):
+        model = load_training_model(config, precision, config.use_lora)
+    model, ref_model, peft_config = policy_and_reference(config, model, precision, "KTO", args)
+
+    # ---- Train --------------------------------------------------------------------------------
     # The run record, W&B, and the guard: checkpoint manifests, SIGTERM/SIGINT stop, save errors.
     guard = start_trainer_run(output_dir, resolved, "kto_config.json", data_files, config, checkpoint,
                               [config.model_name_or_path, config.adapter_name_or_path])  # fmt: skip

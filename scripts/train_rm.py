@@ -35,7 +35,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file: find `common`
 
 from common.config import ConfigError, config_field, stage_default  # noqa: E402
-from common.modeling import count_parameters, load_causal_lm, load_training_model, merge_adapter, torch_dtype  # noqa: E402
+from common.modeling import (  # noqa: E402
+    count_parameters,
+    load_causal_lm,
+    load_training_model,
+    merge_adapter,
+    torch_dtype,
+    whole_weights,
+)
 from common.runs import open_run, run_as_script, start_trainer_run  # noqa: E402
 from common.training import (  # noqa: E402
     PreferenceTrainingConfig,
@@ -84,16 +91,25 @@ def main(argv: list[str] | None = None) -> Path:
     )  # fmt: skip
 
     # ---- Model --------------------------------------------------------------------------------
+    # The Trainer's arguments first: under ZeRO-3 each weight then loads straight into its shard (whole only
+    # when an SFT adapter is folded in first).
+    args = RewardConfig(
+        **trainer_arguments(config, config, output_dir, precision, has_eval=len(dev_pairs) > 0),
+        max_length=None,  # pairs were already cut to cutoff_len; TRL's filter would drop, not cut
+        center_rewards_coefficient=config.center_rewards_coefficient,
+        disable_dropout=True,
+    )
     # LoRA keeps the frozen trunk in half precision (the adapter and the head train in fp32); full
     # fine-tuning keeps fp32 weights under mixed precision.
-    model = load_training_model(
-        config, precision, config.use_lora, auto_class=AutoModelForSequenceClassification, num_labels=1
-    )
+    with whole_weights(args, when=bool(config.adapter_name_or_path)):
+        model = load_training_model(
+            config, precision, config.use_lora, auto_class=AutoModelForSequenceClassification, num_labels=1
+        )
+        if config.adapter_name_or_path:
+            model = merge_adapter(model, config.adapter_name_or_path)
+            logger.info("SFT adapter %s folded into the weights", config.adapter_name_or_path)
     load_dtype = model.dtype
     model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the last token that is not padding
-    if config.adapter_name_or_path:
-        model = merge_adapter(model, config.adapter_name_or_path)
-        logger.info("SFT adapter %s folded into the weights", config.adapter_name_or_path)
     peft_config = None
     if config.use_lora:
         # The head is new: it trains in full (modules_to_save), so it must not also be a LoRA target.
@@ -106,12 +122,6 @@ def main(argv: list[str] | None = None) -> Path:
     logger.info("parameters: %s (before LoRA), precision %s", f"{total:,}", precision)
 
     # ---- Train --------------------------------------------------------------------------------
-    args = RewardConfig(
-        **trainer_arguments(config, config, output_dir, precision, has_eval=len(dev_pairs) > 0),
-        max_length=None,  # pairs were already cut to cutoff_len; TRL's filter would drop, not cut
-        center_rewards_coefficient=config.center_rewards_coefficient,
-        disable_dropout=True,
-    )
     # The run record, W&B, and the guard: checkpoint manifests, SIGTERM/SIGINT stop, save errors.
     guard = start_trainer_run(output_dir, resolved, "rm_config.json", data_files, config, checkpoint,
                               [config.model_name_or_path, config.adapter_name_or_path])  # fmt: skip

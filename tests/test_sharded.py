@@ -112,8 +112,17 @@ def runs(tmp_path_factory, tiny_models) -> Path:
     fsdp_on_cpu(2, *model, *SFT, *resume, "--output_dir", str(continued(two_to_one, 2, root / "fsdp2_1to2")))
     one_process("scripts/pretrain.py", *PRETRAIN, "--output_dir", str(root / "pt"))
     two_processes("scripts/pretrain.py", *PRETRAIN, "--deepspeed", ZERO3, "--output_dir", str(root / "pt_zero3"))
-    two_processes("scripts/train_rm.py", *REWARD, "--deepspeed", ZERO3, "--output_dir", str(root / "rm_zero3"))
+    reward = two_processes("scripts/train_rm.py", *REWARD, "--deepspeed", ZERO3, "--output_dir", str(root / "rm_zero3"))
+    (root / "rm_zero3.log").write_text(reward.stderr)
     return root
+
+
+def held_of_whole(log: str) -> tuple[int, int]:
+    """What the log's ZeRO-3 loading line says one process held, of the model's whole size."""
+    found = re.search(r"ZeRO-3: weights sharded as they loaded; this process holds ([\d,]+) of ([\d,]+) values", log)
+    assert found, "the model did not load into ZeRO-3 shards"
+    held, whole = (int(number.replace(",", "")) for number in found.groups())
+    return held, whole
 
 
 def test_zero3_sft_step_equals_the_single_process_step(runs):
@@ -130,9 +139,7 @@ def test_zero3_sft_step_equals_the_single_process_step(runs):
     assert config["_resolved"]["world_size"] == 2 and config["deepspeed"] == ZERO3
     # The weights went straight into their shards as they loaded (deepspeed.zero.Init): no process held the
     # whole model, each about half of it.
-    held, whole = (int(n.replace(",", "")) for n in re.search(
-        r"ZeRO-3: weights sharded as they loaded; this process holds ([\d,]+) of ([\d,]+) values",
-        (runs / "sft_zero3.log").read_text()).groups())  # fmt: skip
+    held, whole = held_of_whole((runs / "sft_zero3.log").read_text())
     assert whole == sum(t.numel() for t in before.values()) and 0.45 * whole < held < 0.55 * whole
     # torch's deprecation of the collectives DeepSpeed calls is silenced (it came back on every call).
     assert "all_gather_into_tensor` is deprecated" not in (runs / "sft_zero3.log").read_text()
@@ -171,6 +178,8 @@ def test_zero3_reward_model_is_merged_from_the_gathered_adapter(runs, tiny_llama
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
+    held, whole = held_of_whole((runs / "rm_zero3.log").read_text())  # loaded straight into shards
+    assert 0.45 * whole < held < 0.55 * whole
     adapter = load_file(str(runs / "rm_zero3" / "lora_adapter" / "adapter_model.safetensors"))
     assert any("score" in name for name in adapter)
     assert all(t.numel() > 0 and t.abs().max() > 0 for name, t in adapter.items() if "lora_B" in name)
@@ -186,10 +195,11 @@ def test_zero3_reward_model_is_merged_from_the_gathered_adapter(runs, tiny_llama
     ("scripts/train_kto.py", "run_config/tiny/kto_config.json", "eval_rewards/margins"),
 ])  # fmt: skip
 def test_zero3_full_preference_training_runs_with_its_reference(tmp_path, tiny_llama, script, config, metric):
-    """Full DPO and KTO hold a second, frozen copy as their reference; under ZeRO-3 both are sharded. One step
-    runs, every saved weight moved, and the held-out evaluation ran."""
+    """Full DPO and KTO hold a second, frozen copy as their reference; under ZeRO-3 both are sharded (the policy
+    as it loads, the reference, cast whole to the run's precision, by its DeepSpeed engine). One step runs, every
+    saved weight moved, and the held-out evaluation ran."""
     out = tmp_path / "out"
-    two_processes(script, "--model_config_file", config,
+    result = two_processes(script, "--model_config_file", config,
                   "--model_name_or_path", str(tiny_llama), "--use_lora", "false", "--per_device_train_batch_size", "4",
                   "--max_steps", "1", "--val_set_size", "8", "--per_device_eval_batch_size", "4",
                   "--learning_rate", "1e-4", "--deepspeed", ZERO3, "--output_dir", str(out))  # fmt: skip
@@ -198,6 +208,8 @@ def test_zero3_full_preference_training_runs_with_its_reference(tmp_path, tiny_l
     assert all(after[name].shape == before[name].shape for name in before)
     assert not [name for name in before if torch.equal(before[name], after[name])]
     assert metric in json.loads((out / "eval_results.json").read_text())
+    held, whole = held_of_whole(result.stderr)  # the policy loaded straight into its shards; the reference whole
+    assert whole == sum(t.numel() for t in before.values()) and 0.45 * whole < held < 0.55 * whole
 
 
 @pytest.mark.parametrize("script", ["scripts/train_ppo.py", "scripts/train_grpo.py"])
