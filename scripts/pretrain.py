@@ -37,6 +37,7 @@ from common.modeling import (  # noqa: E402
     load_model_config,
     load_tokenizer,
     load_training_model,
+    whole_weights,
 )
 from common.packing import DocumentBlockCollator, check_model_supports_packing  # noqa: E402
 from common.pretrain_data import (  # noqa: E402
@@ -126,7 +127,7 @@ def resize_embeddings_mean(model: Any, new_size: int) -> int:
     """
     import torch
 
-    old_size = model.get_input_embeddings().weight.shape[0]
+    old_size = model.get_input_embeddings().num_embeddings  # a ZeRO-3 shard's weight has no rows to count
     if new_size <= old_size:
         return old_size
     model.resize_token_embeddings(new_size, mean_resizing=False)
@@ -276,7 +277,19 @@ def main(argv: list[str] | None = None) -> Path:
         eval_set = eval_set.select(range(config.max_eval_blocks))
 
     # ---- Model --------------------------------------------------------------------------------
-    model = load_training_model(config, precision, config.use_lora, packing=config.packing)
+    # The Trainer's arguments first: under ZeRO-3 each weight then loads straight into its shard, whole only when
+    # the weights are used before training (vocabulary growth, the perplexity before training).
+    use_gpu = torch.cuda.is_available()
+    args = TrainingArguments(
+        **trainer_arguments(config, config, output_dir, precision, has_eval=False),
+        include_num_input_tokens_seen="non_padding",
+        **liger_arguments(config.use_liger_kernel, config.torch_compile),
+        remove_unused_columns=False,
+        ignore_data_skip=stream_start is not None,  # the stream starts at its place: nothing to skip
+    )
+    used_before_training = len(tokenizer) > model_vocab or bool(len(eval_set) and config.eval_before_training)
+    with whole_weights(args, when=used_before_training):
+        model = load_training_model(config, precision, config.use_lora, packing=config.packing)
     model.config.use_cache = False
     if config.packing:
         check_model_supports_packing(model)
@@ -302,14 +315,6 @@ def main(argv: list[str] | None = None) -> Path:
     logger.info("parameters: %s trainable of %s", f"{trainable:,}", f"{total:,}")
 
     # ---- Train --------------------------------------------------------------------------------
-    use_gpu = torch.cuda.is_available()
-    args = TrainingArguments(
-        **trainer_arguments(config, config, output_dir, precision, has_eval=False),
-        include_num_input_tokens_seen="non_padding",
-        **liger_arguments(config.use_liger_kernel, config.torch_compile),
-        remove_unused_columns=False,
-        ignore_data_skip=stream_start is not None,  # the stream starts at its place: nothing to skip
-    )
     resolved["_resolved"] |= {"model_vocab": old_vocab, "tokenizer_vocab": len(tokenizer)}
     # With packing, each document in a block attends only to itself (positions restart after its eos).
     collator = DocumentBlockCollator(tokenizer.eos_token_id) if config.packing else default_data_collator
