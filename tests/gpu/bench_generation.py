@@ -129,20 +129,26 @@ def varied_static(
     }
 
 
-def profiled(name: str, fn: Any, engine: Any, out: Path) -> dict[str, Any]:
+def profiled(name: str, fn: Any, engine: Any, out: Path, skip: int, steps: int) -> dict[str, Any]:
     """fn() under torch.profiler, with the engine's phases labelled (prefill, join, drop, the decode forward,
-    token picking, recording): the op table, sorted by GPU time (CPU time on a CPU), goes to
-    <out>/profile_<name>.txt. The profiler slows the run, so the row's tokens/s is not its speed."""
+    token picking, recording), recording a window of `steps` model forwards after the first `skip` (a whole varied
+    run is thousands of decode steps: its trace took longer than a device call to record and sum). The op table,
+    sorted by GPU time (CPU time on a CPU), goes to <out>/profile_<name>.txt. The profiler slows the run, so the
+    row's tokens/s is not its speed."""
     import torch
-    from torch.profiler import ProfilerActivity, profile, record_function
+    from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
     phases = ("_prefill", "_join", "_drop_done", "_forward", "_pick", "_record")
     originals = {phase: getattr(type(engine), phase) for phase in phases}
+    running: list[Any] = []  # the profiler, once started
 
     def labelled(phase: str, method: Any) -> Any:
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             with record_function(f"engine.{phase}"):
-                return method(self, *args, **kwargs)
+                result = method(self, *args, **kwargs)
+            if phase == "_forward":  # the profiler's step: one model forward
+                running[0].step()
+            return result
 
         return wrapper
 
@@ -151,7 +157,9 @@ def profiled(name: str, fn: Any, engine: Any, out: Path) -> dict[str, Any]:
     for phase, method in originals.items():
         setattr(type(engine), phase, labelled(phase, method))
     try:
-        with profile(activities=activities) as prof:
+        window = schedule(wait=skip, warmup=2, active=steps, repeat=1)
+        with profile(activities=activities, schedule=window) as prof:
+            running.append(prof)
             row = fn()
             sync()
     finally:
@@ -330,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--varied", type=int, default=256, help="requests of the varied-length rows")
     parser.add_argument("--only", default="", help="comma-separated rows to run (default: all)")
     parser.add_argument("--profile", default="", help="comma-separated engine rows to run under torch.profiler")
+    parser.add_argument("--profile_skip", type=int, default=20, help="model forwards run before the profiled window")
+    parser.add_argument("--profile_steps", type=int, default=300, help="model forwards the profiled window holds")
     parser.add_argument(
         "--smoke", action="store_true", help="CPU check of the script: tiny model, a few prompts"
     )
@@ -338,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.smoke:
         args.prompts, args.old_prompts, args.max_new_tokens, args.varied = 12, 8, 8, 12
+        args.profile_skip, args.profile_steps = 0, 8
     rows_wanted = set(filter(None, args.only.split(",")))
     rows_profiled = set(filter(None, args.profile.split(",")))
 
@@ -374,7 +385,10 @@ def main(argv: list[str] | None = None) -> int:
             return
         print(f"== {name}", flush=True)
         try:
-            row = {"status": "ok", **(profiled(name, fn, engine, out) if name in rows_profiled else fn())}
+            if name in rows_profiled:
+                row = {"status": "ok", **profiled(name, fn, engine, out, args.profile_skip, args.profile_steps)}
+            else:
+                row = {"status": "ok", **fn()}
         except Exception as err:  # one failed row must not lose the others
             row = {"status": f"failed: {type(err).__name__}: {err}"[:500]}
         results[name] = row
@@ -405,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     questions = [r["messages"][-1]["content"] for r in records[:64]]
     api_limits = response_lengths(len(questions), cap=512 if not args.smoke else 8, seed=2)
     run("api_stream_64", lambda: api_stream(model_dir, questions, api_limits, out))
-    if not args.smoke:
+    if not args.smoke and (not rows_wanted or "ppo_rollout_32x128" in rows_wanted):
         subprocess.run(
             [sys.executable, "tests/gpu/build_random_llama.py", "/tmp/llama-0.5b"], cwd=REPO, check=True
         )

@@ -9,8 +9,10 @@
 # (estimated, never run): near the 10-minute limit of one call, so split them over two calls:
 #   bash tests/gpu/run_generation_bench.sh --only old_static_8,engine_greedy,generate_py
 #   bash tests/gpu/run_generation_bench.sh --only varied_static,varied_engine,api_stream_64,ppo_rollout_32x128
-# Where the engine's time goes on varied lengths (phase totals printed, op table in $OUT/profile_varied_engine.txt):
-#   bash tests/gpu/run_generation_bench.sh --only varied_engine --profile varied_engine --varied 128
+# Where the engine's time goes on varied lengths (phase totals printed, op table in $OUT/profile_varied_engine.txt;
+# a window of --profile_steps model forwards after --profile_skip, default 300 after 20: a whole profiled run of
+# 128 requests did not finish in 330 s):
+#   bash tests/gpu/run_generation_bench.sh --only varied_static,varied_engine --profile varied_engine --varied 128
 set -uo pipefail
 : "${OUT:?set OUT to the results folder}"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
