@@ -403,8 +403,6 @@ def rotate_checkpoints(output_dir: Path, run_id: str | None, keep: int | None) -
 def load_torch_state(path: Any, map_location: Any = "cpu", torch_load: Any = None) -> Any:
     """torch.load with weights_only=True: tensors and plain containers only, never arbitrary objects; what it
     refuses is one RunError. `torch_load`: the loader to call so (default torch.load)."""
-    import pickle
-
     import torch
 
     try:
@@ -1121,8 +1119,6 @@ class TrainerRunGuard:
     def train(self, trainer: Any) -> Any:
         """trainer.train from the resolved checkpoint. A failed write becomes one RunError; after SIGTERM or
         SIGINT the saved checkpoint is named and the process exits 143 / 130 (no final save or evaluation)."""
-        import pickle
-
         import torch
 
         # Trainable weights train in fp32 in every stage (mixed precision autocasts their matmuls). TRL casts a
