@@ -139,6 +139,26 @@ def test_chunked_cross_entropy_equals_the_plain_one_with_gradients():
     torch.testing.assert_close(grads[1], weight.grad, rtol=1e-9, atol=1e-12)
 
 
+def test_fused_chunk_softmax_equals_the_in_place_one():
+    """The out-of-place chunk function (what a GPU compiles) and the eager in-place one give the same loss and
+    gradient from the same bf16 logits, and both equal autograd's gradient of fp32 cross-entropy over them."""
+    from common.chunked_loss import _chunk_loss_and_grad, _chunk_loss_and_grad_in_place
+
+    generator = torch.Generator().manual_seed(0)
+    logits = (torch.randn(33, 70, generator=generator) * 4).to(torch.bfloat16)
+    targets = torch.randint(0, 70, (33,), generator=generator)
+    loss, grad = _chunk_loss_and_grad(logits, targets)
+    loss_in_place, grad_in_place = _chunk_loss_and_grad_in_place(logits.clone(), targets, torch.float32)
+    scores = logits.float().requires_grad_()
+    reference = torch.nn.functional.cross_entropy(scores, targets, reduction="sum")
+    reference.backward()
+    assert grad.dtype == grad_in_place.dtype == torch.bfloat16
+    torch.testing.assert_close(loss, reference.detach(), rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(loss_in_place, reference.detach(), rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(grad, scores.grad.to(torch.bfloat16), rtol=0, atol=0)
+    torch.testing.assert_close(grad_in_place, scores.grad.to(torch.bfloat16), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("arch", ["tiny-llama", "tiny-qwen2"])
 def test_model_with_chunked_loss_matches_its_own_loss_and_gradients(tiny_models, arch):
     torch.manual_seed(0)

@@ -21,8 +21,12 @@ Rows (names for --only):
   fixed_trainer           every example exactly 2,048 tokens: plain Trainer, micro-batch 4 x 4, sdpa
   fixed_ours_full         the same data through finetune.py with FIXED_OURS_FLAGS
   fixed_ours_compile      the same with torch_compile (FIXED_OURS_COMPILE_FLAGS)
+  fixed_ours_compile_chunked  fixed_ours_compile with our chunked loss instead of liger's (common/chunked_loss.py)
+  fixed_ours_profile_chunked  fixed_ours_compile_chunked profiled as fixed_ours_profile
   fixed_ours_autotune     fixed_ours_compile with inductor's autotuning switched on (AUTOTUNE_ENV)
   fixed_ours_cudnn        fixed_ours_compile with sdpa served by cuDNN's attention (tests/gpu/sdpa_cudnn.py)
+  fixed_ours_profile      fixed_ours_compile with steps 8-9 profiled (tests/gpu/profile_steps.py; table in its log)
+  fixed_ours_profile_cudnn  the same with sdpa's flash kernel off (cuDNN's attention where it can serve)
   qlora7b_ours            Llama-2-7B shape (random, bf16, cached under --work), seq 1,024, finetune.py QLoRA
 One 10-minute call does not hold them all: a cold flex_attention compile alone is ~270 s. The inductor
 cache is shared by every row of one machine (while it stays warm), so only the first flex row compiles
@@ -74,9 +78,12 @@ OURS_LORA_FLAGS = ["--use_lora", "--lora_target_modules", '["all"]', "--lora_r",
 FIXED_OURS_FLAGS = ["--attn_implementation", "sdpa", "--use_liger_kernel", "true"]
 FIXED_OURS_CHUNKED_FLAGS = ["--attn_implementation", "sdpa", "--use_liger_kernel", "false"]  # our chunked loss
 FIXED_OURS_COMPILE_FLAGS = [*FIXED_OURS_FLAGS, "--torch_compile", "true"]
+FIXED_OURS_COMPILE_CHUNKED_FLAGS = [*FIXED_OURS_CHUNKED_FLAGS, "--torch_compile", "true"]
 # Inductor's own search (its environment switches, so a user needs no new key): matmul templates tried against
 # cuBLAS, and pointwise/reduction kernels tuned; it costs compile time on the first step only.
 AUTOTUNE_ENV = (("TORCHINDUCTOR_MAX_AUTOTUNE", "1"), ("TORCHINDUCTOR_COORDINATE_DESCENT_TUNING", "1"))
+# tests/gpu/profile_steps.py: where a step's GPU time goes (printed into the row's log)
+PROFILE_ENV = (("PROFILE_AT_STEP", "8"), ("PROFILE_STEPS", "2"))
 OURS_FULL_COMPILE_FLAGS = [*OURS_FULL_FLAGS, "--torch_compile", "true"]
 QLORA7B_FLAGS = ["--use_lora", "--lora_target_modules", '["all"]', "--lora_r", "8",
                  "--quantization_bit", "4", "--quantization_type", "nf4", "--gradient_checkpointing", "true",
@@ -112,9 +119,18 @@ ROWS = {
     "fixed_ours_full": Row("fixed", "full", "ours", tuple(FIXED_OURS_FLAGS)),
     "fixed_ours_chunked": Row("fixed", "full", "ours", tuple(FIXED_OURS_CHUNKED_FLAGS)),
     "fixed_ours_compile": Row("fixed", "full", "ours", tuple(FIXED_OURS_COMPILE_FLAGS)),
+    "fixed_ours_compile_chunked": Row("fixed", "full", "ours", tuple(FIXED_OURS_COMPILE_CHUNKED_FLAGS)),
+    "fixed_ours_profile_chunked": Row("fixed", "full", "ours", tuple(FIXED_OURS_COMPILE_CHUNKED_FLAGS),
+                                      needs_cuda=True, env=PROFILE_ENV,
+                                      launcher="tests/gpu/profile_steps.py"),  # fmt: skip
     "fixed_ours_autotune": Row("fixed", "full", "ours", tuple(FIXED_OURS_COMPILE_FLAGS), env=AUTOTUNE_ENV),
     "fixed_ours_cudnn": Row("fixed", "full", "ours", tuple(FIXED_OURS_COMPILE_FLAGS), needs_cuda=True,
                             launcher="tests/gpu/sdpa_cudnn.py"),  # fmt: skip
+    "fixed_ours_profile": Row("fixed", "full", "ours", tuple(FIXED_OURS_COMPILE_FLAGS), needs_cuda=True,
+                              env=PROFILE_ENV, launcher="tests/gpu/profile_steps.py"),  # fmt: skip
+    "fixed_ours_profile_cudnn": Row("fixed", "full", "ours", tuple(FIXED_OURS_COMPILE_FLAGS), needs_cuda=True,
+                                    env=(*PROFILE_ENV, ("SDPA_CUDNN", "1")),
+                                    launcher="tests/gpu/profile_steps.py"),  # fmt: skip
     "qlora7b_ours": Row("qlora7b", "qlora", "ours", tuple(QLORA7B_FLAGS), needs_cuda=True),
 }
 
