@@ -10,7 +10,10 @@ causal LM and its ordinary KV cache:
   left-padded to the same width; position ids count each row from its own first real token, so a row's
   logits do not depend on its neighbours or on the padding (BLOOM's ALiBi reads the attention mask);
 - offline work (`generate`) is admitted longest prompt first, so rows of similar length share a batch and
-  the memory peak comes first; the results come back in the caller's order.
+  the memory peak comes first; the results come back in the caller's order;
+- on a GPU, for full-attention models, the batch is instead a fixed set of rows over a static KV cache
+  (`_StaticSlots`), whose decode step is compiled once into a CUDA graph: the same joining and leaving, with
+  a newcomer's prefilled cache copied into a free row (decode="dynamic" keeps the growing batch).
 
 Every request has its own SamplingParams: max_tokens, temperature (0: greedy), top_p, top_k, repetition
 penalty, stop strings and a seed (a seeded request draws from its own generator, so its answer does not
@@ -199,8 +202,167 @@ class _Sequence:
         self.lead_checked = False  # whether the template's answer lead was taken off the text's start
 
 
+class _StaticSlots:
+    """A fixed batch of `slots` rows over a static KV cache of `length` columns, decoded by one compiled graph.
+
+    Every row writes its next token's keys and values in the same column, `column`; a newcomer's prefilled
+    prompt is copied into a free row so that it ends just before that column, left-padded with masked
+    columns. A row keeps its own position ids, so its logits do not depend on where it sits. When the columns
+    run out, everything moves left by the oldest row's start (`shift`); a newcomer wider than `column` moves
+    everything right. Free rows still run (their output is ignored): the graph's shapes never change, so on a
+    GPU it is compiled once with CUDA graphs ("reduce-overhead"), which replays a decode step without
+    launching each kernel from Python; that launching, not the GPU, is what bounds eager decoding of small
+    models. Kept on the model (`_static_slots_for`), so PPO's per-rollout engines share one compilation."""
+
+    def __init__(self, model: Any, slots: int, length: int, compile_step: bool) -> None:
+        import torch
+        from transformers import StaticCache
+
+        self.model, self.slots, self.length = model, slots, length
+        device, dtype = next(model.parameters()).device, model.dtype
+        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self.cache = StaticCache(config=config, max_cache_len=length)
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        with torch.no_grad():
+            like = torch.zeros((slots, kv_heads, 1, head_dim), dtype=dtype, device=device)
+            for layer in self.cache.layers:
+                layer.lazy_initialization(like, like)
+        self.mask = torch.zeros((slots, length), dtype=torch.bool, device=device)
+        self.positions = torch.zeros(slots, dtype=torch.long, device=device)
+        self.next = torch.zeros(slots, dtype=torch.long, device=device)
+        self.rows: list[_Sequence | None] = [None] * slots
+        self.starts = [0] * slots  # the column of each row's first real token
+        self.column = 0
+        self.decode = torch.compile(self._decode, mode="reduce-overhead", dynamic=False) if compile_step else (
+            self._decode
+        )  # fmt: skip
+
+    @staticmethod
+    def supports(model: Any) -> bool:
+        """Plain full-attention decoders whose forward transformers can compile with a static cache (LLaMA,
+        Qwen, Mistral...): not sliding-window or recurrent layers, not ZeRO-3 shards or quantised weights."""
+        from transformers import StaticCache
+        from transformers.cache_utils import StaticLayer
+
+        base = _base_model(model)
+        if not getattr(base, "_can_compile_fullgraph", False) or getattr(base, "hf_quantizer", None) is not None:
+            return False
+        if any(hasattr(p, "ds_id") for p in model.parameters()):
+            return False
+        config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
+        try:
+            layers = StaticCache(config=config, max_cache_len=8).layers
+        except Exception:  # a config StaticCache cannot read
+            return False
+        return all(type(layer) is StaticLayer for layer in layers)
+
+    def _decode(self, ids: Any, mask: Any, positions: Any) -> Any:
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=self.cache,
+                         use_cache=True, logits_to_keep=1)  # fmt: skip
+        return out.logits[:, -1, :].float()
+
+    def reset(self) -> None:
+        self.rows = [None] * self.slots
+        self.mask.zero_()
+        self.column = 0
+
+    def free(self) -> int:
+        return self.rows.count(None)
+
+    def _set_column(self, column: int) -> None:
+        self.column = column
+        for layer in self.cache.layers:
+            layer.cumulative_length.fill_(column)
+
+    def shift(self, delta: int) -> None:
+        """Move every row's cache columns by `delta` (in place: the compiled graph holds these tensors)."""
+        for layer in self.cache.layers:
+            layer.keys.copy_(layer.keys.roll(delta, dims=2))
+            layer.values.copy_(layer.values.roll(delta, dims=2))
+        self.mask.copy_(self.mask.roll(delta, dims=1))
+        if delta > 0:
+            self.mask[:, :delta] = False
+        else:
+            self.mask[:, self.length + delta :] = False
+        self.starts = [start + delta for start in self.starts]
+        self._set_column(self.column + delta)
+
+    def join(self, newcomers: list[_Sequence], cache: Any, mask: Any, next_tokens: Any) -> None:
+        """Copy the newcomers' prefilled cache (left-padded to one width) into free rows, ending before `column`."""
+        import torch
+
+        width = mask.shape[1]
+        if not any(self.rows):
+            self.mask.zero_()
+            self._set_column(width)
+        elif width > self.column:
+            self.shift(width - self.column)
+        free = [i for i, row in enumerate(self.rows) if row is None][: len(newcomers)]
+        index = torch.tensor(free, device=self.mask.device)
+        start = self.column - width
+        for layer, new in zip(self.cache.layers, cache.layers, strict=True):
+            layer.keys[index, :, start : self.column] = new.keys.to(layer.keys.dtype)
+            layer.values[index, :, start : self.column] = new.values.to(layer.values.dtype)
+        self.mask[index] = False
+        self.mask[index, start : self.column] = mask.bool()
+        self.positions[index] = mask.sum(-1)
+        self.next[index] = next_tokens
+        for slot, seq in zip(free, newcomers, strict=True):
+            self.rows[slot] = seq
+            self.starts[slot] = self.column - len(seq.prompt_ids)
+
+    def step(self) -> tuple[Any, list[int]]:
+        """One decode step of every row: the logits of the occupied rows, and which rows those are."""
+        import torch
+
+        live = [i for i, row in enumerate(self.rows) if row is not None]
+        if self.column >= self.length:  # out of columns: drop the ones before the oldest row's first token
+            self.shift(-min(self.starts[i] for i in live))
+        self.mask[:, self.column] = True  # free rows attend to their own column: no empty softmax
+        if self.decode is not self._decode:
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch.no_grad():
+            try:
+                logits = self.decode(self.next[:, None], self.mask, self.positions[:, None])
+            except Exception:
+                if self.decode is self._decode:
+                    raise
+                # Compilation is an optimisation: a model or torch version it fails on still decodes, eagerly.
+                logger.exception("compiling the decode step failed; decoding without compilation")
+                self.decode = self._decode
+                self._set_column(self.column)
+                logits = self.decode(self.next[:, None], self.mask, self.positions[:, None])
+        self.positions += 1
+        self.column += 1
+        return logits[live] if len(live) < self.slots else logits.clone(), live
+
+
+
+_STATIC_SLOTS: Any = None  # model -> _StaticSlots (a WeakKeyDictionary, made on first use)
+
+
+def _static_slots_for(model: Any, slots: int, length: int, compile_step: bool) -> _StaticSlots:
+    """The model's static batch of at least `slots` rows and `length` columns (made once, then reused)."""
+    import weakref
+
+    global _STATIC_SLOTS
+    if _STATIC_SLOTS is None:
+        _STATIC_SLOTS = weakref.WeakKeyDictionary()
+    current = _STATIC_SLOTS.get(model)
+    if current is None or current.slots < slots or current.length < length:
+        if current is not None:
+            slots, length = max(slots, current.slots), max(length, current.length)
+        current = _STATIC_SLOTS[model] = _StaticSlots(model, slots, length, compile_step)
+    current.reset()
+    return current
+
+
 class HFEngine(Engine):
     """Continuous batching over a transformers causal LM (plain, PEFT-wrapped or quantised)."""
+
+    static_columns_unit = 256  # a static cache's columns are a multiple of this: few sizes, few compilations
 
     def __init__(
         self,
@@ -213,6 +375,8 @@ class HFEngine(Engine):
         max_queue: int = 256,
         system: str | None = None,
         max_batch_tokens: int | str | None = "auto",
+        decode: str = "auto",
+        serve_length: int = 4096,
     ) -> None:
         self.model, self.tokenizer, self.template = model, tokenizer, template
         self.stop_ids = sorted(set(stop_ids))
@@ -242,6 +406,18 @@ class HFEngine(Engine):
         # the GPU memory free now, None (and on CPU): no limit but max_batch_size.
         self.max_batch_tokens = kv_token_budget(model) if max_batch_tokens == "auto" else max_batch_tokens
         self._held: _Sequence | None = None  # taken from the queue, waiting for room in the batch
+        # decode "static": a fixed batch over a static KV cache, one compiled CUDA-graph step on a GPU
+        # (_StaticSlots); "dynamic": the batch and cache grow and shrink with the rows; "auto": static on a GPU
+        # for models that support it.
+        if decode not in ("auto", "static", "dynamic"):
+            raise GenerationError(f"decode must be auto, static or dynamic, got {decode!r}")
+        supported = decode != "dynamic" and _StaticSlots.supports(model)
+        if decode == "static" and not supported:
+            raise GenerationError(f"{type(_base_model(model)).__name__} cannot decode with a static cache here "
+                                  "(sliding-window layers, quantised or sharded weights): use decode='dynamic'")  # fmt: skip
+        self.static = supported and (decode == "static" or self.device.type == "cuda")
+        self.serve_length = serve_length  # most tokens (prompt + answer) of one request while serving
+        self._slots: _StaticSlots | None = None
         self._reset_batch()
 
     # ---- public interface -----------------------------------------------------------------------------
@@ -270,8 +446,12 @@ class HFEngine(Engine):
                     raise GenerationError(value)
                 results.append(value)
             return results
+        if self.static:
+            self._slots = None  # sized below for these requests (the context length bounds them meanwhile)
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         pending = [self._new_sequence(list(prompts[i]), params_list[i], None, i) for i in order]
+        if self.static and pending:
+            self._use_static(max(len(s.prompt_ids) + s.params.max_tokens for s in pending))
         results: list[Completion | None] = [None] * len(prompts)
         bar = None
         if progress:
@@ -281,7 +461,7 @@ class HFEngine(Engine):
         pending.reverse()  # pop() from the end takes the longest first
         try:
             while pending or self._rows:
-                free = self.max_batch_size - len(self._rows)
+                free = self._capacity() - len(self._rows)
                 if pending and self._may_admit(free):
                     newcomers: list[_Sequence] = []
                     while pending and len(newcomers) < free and self._fits(pending[-1], newcomers):
@@ -320,6 +500,11 @@ class HFEngine(Engine):
 
     def start(self) -> None:
         if self._thread is None:
+            # What one request may hold while serving (the API checks requests against it).
+            self.context_length = min(self.context_length or self.serve_length, self.serve_length)
+            if self.static:
+                self._use_static(self.context_length)
+                self.context_length = self._token_limit()
             self._closing = False
             self._thread = threading.Thread(target=self._serve, name="generation", daemon=True)
             self._thread.start()
@@ -337,7 +522,7 @@ class HFEngine(Engine):
         while not self._closing:
             newcomers: list[_Sequence] = []
             try:
-                free = self.max_batch_size - len(self._rows)
+                free = self._capacity() - len(self._rows)
                 while len(newcomers) < free and self._may_admit(free):
                     if self._held is None:
                         try:
@@ -376,7 +561,30 @@ class HFEngine(Engine):
 
     # ---- the batch ------------------------------------------------------------------------------------
 
+    def _use_static(self, tokens: int) -> None:
+        """Decode with the model's static batch, sized for rows of up to `tokens` tokens (prompt + answer;
+        rounded up to 256 columns so that few sizes are ever compiled, capped at the context length) and as many
+        rows as max_batch_size and the KV-cache memory allow."""
+        length = -(-tokens // self.static_columns_unit) * self.static_columns_unit
+        if self.context_length is not None:
+            length = min(length, self.context_length)
+        slots = self.max_batch_size
+        if self.max_batch_tokens is not None:
+            slots = max(1, min(slots, self.max_batch_tokens // length))
+        self._slots = _static_slots_for(self.model, slots, length, compile_step=self.device.type == "cuda")
+
+    def _capacity(self) -> int:
+        return min(self.max_batch_size, self._slots.slots) if self._slots is not None else self.max_batch_size
+
+    def _token_limit(self) -> int | None:
+        """Most tokens (prompt + answer) a row may hold: the context length, or the static cache's columns."""
+        if self._slots is None:
+            return self.context_length
+        return min(self.context_length or self._slots.length, self._slots.length)
+
     def _reset_batch(self) -> None:
+        if getattr(self, "_slots", None) is not None:
+            self._slots.reset()
         self._rows: list[_Sequence] = []
         self._steps_since_admit = 0
         self._cache: Any = None
@@ -387,9 +595,10 @@ class HFEngine(Engine):
     def _new_sequence(self, prompt_ids, params, handle, index, stream=False) -> _Sequence:
         if not prompt_ids:
             raise GenerationError("the prompt is empty")
-        if self.context_length is not None and len(prompt_ids) >= self.context_length:
+        limit = self._token_limit()
+        if limit is not None and len(prompt_ids) >= limit:
             raise GenerationError(f"the prompt has {len(prompt_ids)} tokens; this model's context holds "
-                                  f"{self.context_length} (prompt and answer together)")  # fmt: skip
+                                  f"{limit} (prompt and answer together)")  # fmt: skip
         stop = params.stop + self.stop_strings
         if stop != params.stop:
             params = dataclasses.replace(params, stop=stop)
@@ -409,8 +618,8 @@ class HFEngine(Engine):
     def _fits(self, seq: _Sequence, newcomers: list[_Sequence]) -> bool:
         """Whether `seq` joining keeps the batch's reserved KV cache (prompt + max_tokens per row) within
         max_batch_tokens; a request alone always runs."""
-        if self.max_batch_tokens is None or not (self._rows or newcomers):
-            return True
+        if self._slots is not None or self.max_batch_tokens is None or not (self._rows or newcomers):
+            return True  # a static batch's rows and columns were sized to the memory already
         reserved = sum(len(s.prompt_ids) + s.params.max_tokens for s in (*self._rows, *newcomers))
         return reserved + len(seq.prompt_ids) + seq.params.max_tokens <= self.max_batch_tokens
 
@@ -453,6 +662,13 @@ class HFEngine(Engine):
         """Join prefilled newcomers to the batch (or start one) and record their first tokens."""
         import torch
 
+        if self._slots is not None:
+            self._slots.join(newcomers, cache, mask, next_tokens)
+            self._rows, self._joinable = [row for row in self._slots.rows if row is not None], True
+            self.peak_batch = max(self.peak_batch, len(self._rows))
+            self._steps_since_admit = 0
+            self._record(next_tokens, newcomers)
+            return
         new_positions = mask.sum(-1)
         if not self._rows:
             self._cache, self._mask, self._positions = cache, mask, new_positions
@@ -496,6 +712,13 @@ class HFEngine(Engine):
         if not self._rows:
             return finished
         self._steps_since_admit += 1
+        if self._slots is not None:
+            logits, live = self._slots.step()
+            rows = [self._slots.rows[i] for i in live]
+            tokens = self._pick(logits, rows)
+            self._slots.next[torch.tensor(live, device=tokens.device)] = tokens
+            self._record(tokens, rows)
+            return finished + self._drop_done()
         ones = self._mask.new_ones(len(self._rows), 1)
         self._mask = torch.cat([self._mask, ones], dim=1)
         with torch.inference_mode():
@@ -508,7 +731,7 @@ class HFEngine(Engine):
 
     def _record(self, tokens: Any, rows: list[_Sequence]) -> None:
         """Append each row's new token and decide whether the row is finished."""
-        now = time.perf_counter()
+        now, limit = time.perf_counter(), self._token_limit()
         for seq, token in zip(rows, tokens.tolist(), strict=True):
             if seq.finished:
                 continue
@@ -519,10 +742,7 @@ class HFEngine(Engine):
                 seq.finished = "stop"
             elif len(seq.tokens) >= seq.params.max_tokens:
                 seq.finished = "length"
-            elif (
-                self.context_length is not None
-                and len(seq.prompt_ids) + len(seq.tokens) >= self.context_length
-            ):
+            elif limit is not None and len(seq.prompt_ids) + len(seq.tokens) >= limit:
                 seq.finished = "length"
             if seq.stream:
                 self._advance_text(seq)
@@ -536,6 +756,10 @@ class HFEngine(Engine):
         done = [s for s in self._rows if s.finished]
         if not done:
             return []
+        if self._slots is not None:
+            self._slots.rows = [None if row is not None and row.finished else row for row in self._slots.rows]
+            self._rows = [row for row in self._slots.rows if row is not None]
+            return done
         keep = [i for i, s in enumerate(self._rows) if not s.finished]
         self._rows = [self._rows[i] for i in keep]
         if not keep:
@@ -717,6 +941,11 @@ class ServingSettings(PrecisionSettings):
     max_batch_size: int = config_field(64, "most sequences decoded together (continuous batching)")
     max_queue: int = config_field(256, "most requests waiting for a place in the batch; more are refused")
     max_tokens: int = config_field(512, "answer length when a request does not say (max_tokens)")
+    max_model_len: int = config_field(
+        4096,
+        "most tokens (prompt + answer) of one request (the model's context if that is smaller); on a GPU the "
+        "engine keeps a static KV cache of max_batch_size rows this long (fewer rows if the memory is short)",
+    )
 
     def check(self) -> None:
         from common.templates import TEMPLATE_NAMES
@@ -725,7 +954,7 @@ class ServingSettings(PrecisionSettings):
             raise ConfigError(
                 f"unknown template {self.template!r}; choose one of {', '.join(TEMPLATE_NAMES)}"
             )
-        for name in ("max_batch_size", "max_queue", "max_tokens"):
+        for name in ("max_batch_size", "max_queue", "max_tokens", "max_model_len"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
@@ -744,7 +973,7 @@ def engine_from_settings(config: Any) -> HFEngine:
     """The engine a serving script's config (ModelSettings + ServingSettings) describes."""
     return load_engine(config, config.adapter_name_or_path, config.template, config.system,
                        precision=config.precision, max_batch_size=config.max_batch_size,
-                       max_queue=config.max_queue)  # fmt: skip
+                       max_queue=config.max_queue, serve_length=config.max_model_len)  # fmt: skip
 
 
 def load_engine(
@@ -757,6 +986,8 @@ def load_engine(
     max_batch_size: int = 64,
     max_queue: int = 256,
     merge_adapter: bool = True,
+    decode: str = "auto",
+    serve_length: int = 4096,
 ) -> HFEngine:
     """An engine on a model (a folder or hub name, or ModelSettings), with an optional LoRA adapter on top.
 
@@ -789,7 +1020,7 @@ def load_engine(
     stop_ids = {*stop_token_ids(template_obj, tokenizer), *model_eos}
     stop_strings = [w for w in getattr(template_obj, "stop_words", ()) if w]
     engine = HFEngine(lm, tokenizer, template_obj, sorted(stop_ids), stop_strings, max_batch_size=max_batch_size,
-                      max_queue=max_queue, system=system)  # fmt: skip
+                      max_queue=max_queue, system=system, decode=decode, serve_length=serve_length)  # fmt: skip
     engine.template_name = template_name
     budget = f", KV cache for {engine.max_batch_tokens} tokens" if engine.max_batch_tokens else ""
     logger.info("engine: %s%s, template %s, %s, stop ids %s, up to %d sequences at once%s", path,

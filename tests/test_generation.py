@@ -55,9 +55,13 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def engine(tiny_llama: Path):
-    engine = load_engine(str(tiny_llama), template="belle", max_batch_size=3)
+@pytest.fixture(scope="module", params=["dynamic", "static"])
+def engine(tiny_llama: Path, request):
+    """Both ways of decoding: the growing batch and cache, and the fixed batch over a static cache (what a GPU
+    runs as one compiled CUDA-graph step; here eager, with 8-column steps so that columns run out and rows
+    move)."""
+    engine = load_engine(str(tiny_llama), template="belle", max_batch_size=3, decode=request.param)
+    engine.static_columns_unit = 8
     yield engine
     engine.close()
 
@@ -91,6 +95,45 @@ def test_rows_joining_and_leaving_change_nothing(engine, prompts) -> None:
     for prompt, limit, completion in zip(prompts, limits, batched, strict=True):
         assert answer_ids(completion) == static_batch_generate(engine, [prompt], limit, 1)[0]
         assert len(completion.token_ids) <= limit
+
+
+def test_static_batch_moves_rows_and_still_matches_dynamic_greedy(tiny_llama: Path, prompts, monkeypatch) -> None:
+    """The static batch's columns run out (rows move left) and, while serving, a newcomer wider than the
+    current column moves every row right: each answer still equals the growing batch's."""
+    from common.generation import _StaticSlots
+
+    shifts: list[int] = []
+    original_shift = _StaticSlots.shift
+    monkeypatch.setattr(_StaticSlots, "shift", lambda self, delta: (shifts.append(delta), original_shift(self, delta)))
+    dynamic = load_engine(str(tiny_llama), template="belle", max_batch_size=2, decode="dynamic")
+    static = load_engine(str(tiny_llama), template="belle", max_batch_size=2, decode="static")
+    static.static_columns_unit = 8
+    limits = [3 + (7 * i) % 11 for i in range(len(prompts))]
+    params = [SamplingParams(max_tokens=n) for n in limits]
+    expected = [answer_ids(c) for c in dynamic.generate(prompts, params)]
+    shortest = min(prompts, key=len)
+    static.generate([shortest], SamplingParams(max_tokens=1))  # a small static batch first: resized, not a limit
+    assert static._slots.length < max(len(p) for p in prompts)
+    assert [answer_ids(c) for c in static.generate(prompts, params)] == expected
+    assert any(delta < 0 for delta in shifts)  # columns ran out: rows moved left
+    shifts.clear()
+    static.serve_length = 48
+    static.start()
+    try:
+        short = min(range(len(prompts)), key=lambda i: len(prompts[i]))
+        long = max(range(len(prompts)), key=lambda i: len(prompts[i]))
+        first = static.submit(prompts[short], SamplingParams(max_tokens=30))
+        events = first.events()
+        assert next(events)[0] == "delta"  # the short one is decoding: its column is below the long prompt's
+        second = static.submit(prompts[long], SamplingParams(max_tokens=6))
+        *_, (_, done_long) = second.events()
+        *_, (_, done_short) = events
+    finally:
+        static.close()
+    alone = dynamic.generate([prompts[short], prompts[long]], [SamplingParams(max_tokens=30), SamplingParams(max_tokens=6)])
+    assert any(delta > 0 for delta in shifts)  # the long newcomer moved the short row right
+    assert answer_ids(done_short) == answer_ids(alone[0])
+    assert answer_ids(done_long) == answer_ids(alone[1])
 
 
 def test_seed_gives_the_same_sample_whatever_else_is_in_the_batch(engine, prompts) -> None:

@@ -9,7 +9,9 @@ On the Llama-3.2-1B shape of bench_sft.py (random weights, bf16, the embedded to
   generate_py    scripts/generate.py with its defaults, the same prompts (a subprocess: whole wall time)
   varied_static  per-request max_tokens drawn from the response lengths (median 250, sigma 0.9, 5-1,024):
                  length-sorted static batches of 64, each generate() run to its longest request's limit
-  varied_engine  the same requests through the engine (rows leave when done, waiting ones take their place)
+  varied_engine  the same requests through the engine (rows leave when done, waiting ones take their place):
+                 on a GPU its static batch, whose decode step is compiled once (compile_seconds, timed apart)
+  varied_engine_dynamic  the same through the engine's growing batch (decode="dynamic", uncompiled)
   api_stream_64  64 concurrent streaming requests (max_tokens as above) to scripts/api.py: all complete,
                  time to first token p50/p95, completion tokens/s over the whole wall time
   ppo_rollout_32x128  PPO's sampling shape (0.52 B Llama of build_random_llama.py, LoRA r16 on all
@@ -86,12 +88,26 @@ def old_static(engine: Any, prompts: list[list[int]], batch_size: int, max_new_t
 
 
 def engine_run(engine: Any, prompts: list[list[int]], params: Any) -> dict[str, Any]:
+    """The engine on these requests. A static engine first runs the request needing the most columns alone,
+    which compiles its decode step for this batch size (timed apart as compile_seconds)."""
+    from common.generation import SamplingParams
+
+    warm: dict[str, Any] = {}
+    if getattr(engine, "static", False):
+        listed = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
+        widest = max(range(len(prompts)), key=lambda i: len(prompts[i]) + listed[i].max_tokens)
+        start = time.perf_counter()
+        engine.generate([prompts[widest]], listed[widest])
+        sync()
+        warm = {"compile_seconds": time.perf_counter() - start, "static_slots": engine._slots.slots,
+                "static_columns": engine._slots.length}  # fmt: skip
     start = time.perf_counter()
     completions = engine.generate(prompts, params)
     sync()
     seconds = time.perf_counter() - start
     tokens = sum(len(c.token_ids) for c in completions)
-    return {"prompts": len(prompts), "tokens": tokens, "seconds": seconds, "tokens_per_second": tokens / seconds,
+    return {**warm, "prompts": len(prompts), "tokens": tokens, "seconds": seconds,
+            "tokens_per_second": tokens / seconds, "decode": "static" if warm else "dynamic",
             "outputs": [c.token_ids[:-1] if c.finish_reason == "stop" else c.token_ids for c in completions]}  # fmt: skip
 
 
@@ -301,7 +317,7 @@ def ppo_rollouts(
     batch = tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt").to(device)
     stop = [tokenizer.eos_token_id]
     row: dict[str, Any] = {"prompts": len(prompts), "max_new_tokens": max_new_tokens}
-    for name in ("generate", "engine", "generate", "engine"):  # the first of each warms up
+    for name in ("generate", "engine", "dynamic", "generate", "engine", "dynamic"):  # the first of each warms up
         torch.manual_seed(0)
         start = time.perf_counter()
         with torch.no_grad():
@@ -311,7 +327,8 @@ def ppo_rollouts(
                                       pad_token_id=tokenizer.pad_token_id)  # fmt: skip
                 tokens = int((out[:, batch["input_ids"].shape[1] :] != tokenizer.pad_token_id).sum())
             else:
-                engine = HFEngine(policy, tokenizer, None, stop, max_batch_size=len(prompts))
+                engine = HFEngine(policy, tokenizer, None, stop, max_batch_size=len(prompts),
+                                  decode="dynamic" if name == "dynamic" else "auto")  # fmt: skip
                 completions = engine.generate(
                     prompts, SamplingParams(max_tokens=max_new_tokens, temperature=1.0)
                 )
@@ -321,6 +338,8 @@ def ppo_rollouts(
     row["tokens"], row["seconds"] = row["engine_tokens"], row["engine_seconds"]
     row["tokens_per_second"] = row["engine_tokens"] / row["engine_seconds"]
     row["speedup_over_generate"] = row["generate_seconds"] / row["engine_seconds"]
+    row["speedup_over_dynamic"] = row["dynamic_seconds"] / row["engine_seconds"]
+    row["engine_decode"] = "static" if HFEngine(policy, tokenizer, None, stop).static else "dynamic"
     return row
 
 
@@ -358,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     from generate import GenerateConfig, dev_conversations  # scripts/generate.py reads the dev file
 
     from common.config import parse_config
-    from common.generation import SamplingParams, load_engine
+    from common.generation import HFEngine, SamplingParams, load_engine
 
     tokenizer_dir = REPO / "models/tiny-llama"
     if args.smoke:
@@ -412,6 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     run(
         "varied_engine",
         lambda: engine_run(engine, varied_prompts, [SamplingParams(max_tokens=n) for n in limits]),
+    )
+    dynamic = HFEngine(engine.model, engine.tokenizer, engine.template, engine.stop_ids, engine.stop_strings,
+                       decode="dynamic")  # fmt: skip
+    run(
+        "varied_engine_dynamic",
+        lambda: engine_run(dynamic, varied_prompts, [SamplingParams(max_tokens=n) for n in limits]),
     )
     engine.model.to("cpu")  # the API server loads its own copy
     if torch.cuda.is_available():

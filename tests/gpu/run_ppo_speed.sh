@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# PPO step time (issue 14's target: at least 2x faster than the 7.2 s a step of tests/gpu/run_rlhf_checks.sh's
+# PPO run) on one GPU: the same PPO run twice in one call, sampling with the engine's static, compiled batch
+# (what it picks on a GPU) and with its growing, uncompiled batch (tests/gpu/dynamic_decode.py). The reward model
+# is a short LoRA run: only its shape matters here. Run from the repo root with .whl carried; logs in $OUT.
+#   bash tests/gpu/run_ppo_speed.sh          (STEPS_PPO, default 8)
+set -uo pipefail
+: "${OUT:?set OUT to the results folder}"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH || exit 1
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
+python3 scripts/build_tiny_models.py --archs llama > /dev/null 2>&1 || exit 1
+MODEL=/tmp/llama-0.5b
+python3 tests/gpu/build_random_llama.py $MODEL > /dev/null || exit 1
+LORA="--use_lora true --lora_target_modules q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj --lora_r 16 --lora_alpha 32"
+python3 scripts/train_rm.py --model_name_or_path $MODEL $LORA --data_path data_dir/sample_preference.json \
+  --cutoff_len 512 --template belle --output_dir /tmp/rm --per_device_train_batch_size 8 --batch_size 8 \
+  --max_steps 5 --learning_rate 1e-4 --val_set_size 0 > "$OUT/rm.log" 2>&1 || { tail -20 "$OUT/rm.log"; exit 1; }
+PPO="--model_name_or_path $MODEL --reward_model /tmp/rm $LORA --data_path data_dir/sample_sft.train.json \
+  --max_prompt_len 256 --max_new_tokens 128 --rollout_batch_size 32 --mini_batch_size 8 --ppo_epochs 2 \
+  --learning_rate 1e-5 --logging_steps 1 --save_steps 1000 --max_steps ${STEPS_PPO:-8}"
+for decode in static dynamic; do
+  launcher=""; [ $decode = dynamic ] && launcher=tests/gpu/dynamic_decode.py
+  start=$(date +%s)
+  python3 $launcher scripts/train_ppo.py $PPO --output_dir /tmp/ppo-$decode > "$OUT/ppo_$decode.log" 2>&1
+  rc=$?
+  python3 - "$decode" "$rc" "$(( $(date +%s) - start ))" /tmp/ppo-$decode/ppo_results.json <<'PY'
+import json, sys
+decode, rc, wall, path = sys.argv[1:5]
+try:
+    data = json.load(open(path))
+except OSError:
+    data = {}
+keep = ("step_seconds_median", "rollout_seconds_median", "ppo_steps", "first_score", "last_score", "last_kl",
+        "peak_gpu_memory_gib")
+print(json.dumps({"decode": decode, "rc": int(rc), "wall_seconds": int(wall),
+                  **{k: data[k] for k in keep if k in data}}))
+PY
+  [ $rc = 0 ] || tail -15 "$OUT/ppo_$decode.log"
+done | tee "$OUT/ppo_speed.jsonl"
+grep -h "step [0-9]*/" "$OUT"/ppo_*.log | sed 's/.*INFO train_ppo: //' | tail -16
