@@ -35,6 +35,7 @@ shipped because none can be tested here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import logging
 import math
@@ -219,16 +220,11 @@ class _StaticSlots:
         from transformers import StaticCache
 
         self.model, self.slots, self.length = model, slots, length
-        device, dtype = next(model.parameters()).device, model.dtype
+        device = next(model.parameters()).device
         config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        # The layers' tensors are made at the first join, shaped and typed like the prefilled cache (the model's
+        # dtype, or autocast's; DeepSeek's keys and values differ in width).
         self.cache = StaticCache(config=config, max_cache_len=length)
-        heads = config.num_attention_heads
-        kv_heads = getattr(config, "num_key_value_heads", None) or heads
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-        with torch.no_grad():
-            like = torch.zeros((slots, kv_heads, 1, head_dim), dtype=dtype, device=device)
-            for layer in self.cache.layers:
-                layer.lazy_initialization(like, like)
         self.mask = torch.zeros((slots, length), dtype=torch.bool, device=device)
         self.positions = torch.zeros(slots, dtype=torch.long, device=device)
         self.next = torch.zeros(slots, dtype=torch.long, device=device)
@@ -294,6 +290,18 @@ class _StaticSlots:
         import torch
 
         width = mask.shape[1]
+        for layer, new in zip(self.cache.layers, cache.layers, strict=True):
+            stale = getattr(layer, "is_initialized", False) and (layer.keys.dtype, layer.values.dtype) != (
+                new.keys.dtype, new.values.dtype)  # fmt: skip
+            if stale or not getattr(layer, "is_initialized", False):
+                with torch.no_grad():  # (again if autocast changed the dtype: then the step compiles again)
+                    keys = new.keys.new_zeros((self.slots, *new.keys.shape[1:2], 1, new.keys.shape[-1]))
+                    values = new.values.new_zeros((self.slots, *new.values.shape[1:2], 1, new.values.shape[-1]))
+                    layer.lazy_initialization(keys, values)
+                    if layer.values.dtype != values.dtype:
+                        layer.values = torch.zeros_like(layer.values, dtype=values.dtype)
+                        torch._dynamo.mark_static_address(layer.values)
+                    layer.__class__ = _casting_static_layer()
         if not any(self.rows):
             self.mask.zero_()
             self._set_column(width)
@@ -303,8 +311,8 @@ class _StaticSlots:
         index = torch.tensor(free, device=self.mask.device)
         start = self.column - width
         for layer, new in zip(self.cache.layers, cache.layers, strict=True):
-            layer.keys[index, :, start : self.column] = new.keys.to(layer.keys.dtype)
-            layer.values[index, :, start : self.column] = new.values.to(layer.values.dtype)
+            layer.keys[index, :, start : self.column] = new.keys
+            layer.values[index, :, start : self.column] = new.values
         self.mask[index] = False
         self.mask[index, start : self.column] = mask.bool()
         self.positions[index] = mask.sum(-1)
@@ -338,6 +346,21 @@ class _StaticSlots:
         self.column += 1
         return logits[live] if len(live) < self.slots else logits.clone(), live
 
+
+
+@functools.cache
+def _casting_static_layer() -> type:
+    """transformers' StaticLayer, storing what it is given in its own dtypes. Under autocast a growing cache
+    keeps the prefill's fp32 (torch.cat promotes each step's bf16 values to it); a static one takes that
+    dtype from the prefill, and each decode step's bf16 values are cast to it (exactly) on the way in."""
+    from transformers.cache_utils import StaticLayer
+
+    class CastingStaticLayer(StaticLayer):
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> Any:
+            return super().update(key_states.to(self.keys.dtype), value_states.to(self.values.dtype), *args,
+                                  **kwargs)  # fmt: skip
+
+    return CastingStaticLayer
 
 
 _STATIC_SLOTS: Any = None  # model -> _StaticSlots (a WeakKeyDictionary, made on first use)

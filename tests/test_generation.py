@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from common.generation import EngineOverloaded, GenerationError, SamplingParams, load_engine
 from common.templates import encode_generation_prompt, get_template
@@ -134,6 +135,48 @@ def test_static_batch_moves_rows_and_still_matches_dynamic_greedy(tiny_llama: Pa
     assert any(delta > 0 for delta in shifts)  # the long newcomer moved the short row right
     assert answer_ids(done_short) == answer_ids(alone[0])
     assert answer_ids(done_long) == answer_ids(alone[1])
+
+
+@pytest.mark.parametrize(
+    "arch", ["tiny-bloom", "tiny-deepseek_v3", "tiny-falcon", "tiny-glm4", "tiny-mistral", "tiny-qwen2", "tiny-qwen3"]
+)
+def test_static_batch_equals_the_growing_one_for_every_family_it_serves(tiny_models: Path, arch: str) -> None:
+    """Every family here that decodes with the static batch on a GPU (ALiBi, multi-query, MLA's unequal key and
+    value widths, partial rotary...) gives the growing batch's greedy answers, rows moving included."""
+    from common.generation import HFEngine
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models / arch, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models / arch, padding_side="left")
+    generator = torch.Generator().manual_seed(0)
+    vocab = min(model.config.vocab_size, len(tokenizer))
+    prompts = [torch.randint(3, vocab, (n,), generator=generator).tolist() for n in (5, 17, 9, 30, 2, 12)]
+    params = [SamplingParams(max_tokens=n) for n in (7, 3, 12, 5, 9, 4)]
+    answers = {}
+    for decode in ("dynamic", "static"):
+        engine = HFEngine(model, tokenizer, None, [], max_batch_size=2, decode=decode)
+        engine.static_columns_unit = 8
+        answers[decode] = [c.token_ids for c in engine.generate(prompts, params)]
+    assert answers["static"] == answers["dynamic"]
+    assert [len(a) for a in answers["static"]] == [p.max_tokens for p in params]
+
+
+def test_static_batch_under_autocast_matches_the_growing_one(tiny_llama: Path) -> None:
+    """PPO samples under autocast with fp32 weights: each decode step's values come out of the projections in
+    bf16, the prefill's cache in fp32; the static cache keeps the prefill's dtype, as the growing one does, and
+    the answers are the growing batch's."""
+    from common.generation import HFEngine
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama, padding_side="left")
+    prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    answers = {}
+    for decode in ("dynamic", "static"):
+        engine = HFEngine(model, tokenizer, None, [], max_batch_size=2, decode=decode)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            answers[decode] = [c.token_ids for c in engine.generate(prompts, SamplingParams(max_tokens=6))]
+    layer = engine._slots.cache.layers[0]
+    assert (layer.keys.dtype, layer.values.dtype) == (torch.float32, torch.float32)
+    assert answers["static"] == answers["dynamic"]
 
 
 def test_seed_gives_the_same_sample_whatever_else_is_in_the_batch(engine, prompts) -> None:
