@@ -440,6 +440,7 @@ class HFEngine(Engine):
                                   "(sliding-window layers, quantised or sharded weights): use decode='dynamic'")  # fmt: skip
         self.static = supported and (decode == "static" or self.device.type == "cuda")
         self.serve_length = serve_length  # most tokens (prompt + answer) of one request while serving
+        self.compile_decode = self.device.type == "cuda"  # compile the static step (CUDA graphs on a GPU)
         self._slots: _StaticSlots | None = None
         self._reset_batch()
 
@@ -594,7 +595,7 @@ class HFEngine(Engine):
         slots = self.max_batch_size
         if self.max_batch_tokens is not None:
             slots = max(1, min(slots, self.max_batch_tokens // length))
-        self._slots = _static_slots_for(self.model, slots, length, compile_step=self.device.type == "cuda")
+        self._slots = _static_slots_for(self.model, slots, length, compile_step=self.compile_decode)
 
     def _capacity(self) -> int:
         return min(self.max_batch_size, self._slots.slots) if self._slots is not None else self.max_batch_size
