@@ -264,9 +264,6 @@ class _StaticSlots:
         self.mask.zero_()
         self.column = 0
 
-    def free(self) -> int:
-        return self.rows.count(None)
-
     def _set_column(self, column: int) -> None:
         self.column = column
         for layer in self.cache.layers:
