@@ -435,7 +435,9 @@ class HFEngine(Engine):
         if decode == "static" and not supported:
             raise GenerationError(f"{type(_base_model(model)).__name__} cannot decode with a static cache here "
                                   "(sliding-window layers, quantised or sharded weights): use decode='dynamic'")  # fmt: skip
-        self.static = supported and (decode == "static" or self.device.type == "cuda")
+        # "auto" leaves a model in training mode (GRPO samples with dropout on) to the growing batch: a CUDA graph
+        # of a step that draws dropout masks was never measured.
+        self.static = supported and (decode == "static" or (self.device.type == "cuda" and not model.training))
         self.serve_length = serve_length  # most tokens (prompt + answer) of one request while serving
         self.compile_decode = self.device.type == "cuda"  # compile the static step (CUDA graphs on a GPU)
         self._slots: _StaticSlots | None = None
