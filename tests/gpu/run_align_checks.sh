@@ -5,9 +5,7 @@
 # step, peak GPU memory, and the method's own figures.
 #   bash tests/gpu/run_align_checks.sh          (STEPS to change the preference runs' length, GRPO_STEPS GRPO's)
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+. tests/gpu/device_env.sh || exit 1
 OUT=${OUT:-/tmp/align_gpu_out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers, peft, deepspeed, trl, accelerate; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'trl', trl.__version__, 'accelerate', accelerate.__version__, 'deepspeed', deepspeed.__version__)" | tee "$OUT/versions.txt"

@@ -5,9 +5,8 @@
 #   OUT=$OUT bash tests/gpu/run_fsdp2.sh [--bench] [pytest arguments]
 set -uo pipefail
 : "${OUT:?set OUT to the results folder}"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false WANDB_MODE=offline
+. tests/gpu/device_env.sh || exit 1
+export WANDB_MODE=offline
 bench=0
 if [ "${1:-}" = "--bench" ]; then bench=1; shift; fi
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"

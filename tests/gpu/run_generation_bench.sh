@@ -15,9 +15,7 @@
 #   bash tests/gpu/run_generation_bench.sh --only varied_static,varied_engine --profile varied_engine --varied 128
 set -uo pipefail
 : "${OUT:?set OUT to the results folder}"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+. tests/gpu/device_env.sh || exit 1
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import fastapi, uvicorn" || { echo "fastapi/uvicorn missing from .whl/ (see the top of this file)"; exit 1; }
 python3 scripts/build_tiny_models.py --archs llama > /dev/null || exit 1   # the tokenizer the benchmark model uses

@@ -3,9 +3,7 @@
 # Llama of tests/gpu/build_random_llama.py, with a reward model trained first on one GPU. On the device
 # machine from the repo root with .whl carried; logs and results under $OUT.
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+. tests/gpu/device_env.sh || exit 1
 OUT=${OUT:-/tmp/ppo_multi_out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 scripts/build_tiny_models.py --archs llama > /dev/null 2>&1 || exit 1

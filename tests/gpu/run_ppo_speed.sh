@@ -6,9 +6,7 @@
 #   bash tests/gpu/run_ppo_speed.sh          (STEPS_PPO, default 8)
 set -uo pipefail
 : "${OUT:?set OUT to the results folder}"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+. tests/gpu/device_env.sh || exit 1
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 scripts/build_tiny_models.py --archs llama > /dev/null 2>&1 || exit 1
 MODEL=/tmp/llama-0.5b

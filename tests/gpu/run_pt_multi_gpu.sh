@@ -3,9 +3,8 @@
 # the repo root with .whl carried (as tests/gpu/run_sft_checks.sh): prints tokens/s and peak memory per GPU.
 #   NPROC=2 bash tests/gpu/run_pt_multi_gpu.sh      (outputs under $OUT)
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHON=python3
+. tests/gpu/device_env.sh || exit 1
+export PYTHON=python3
 OUT=${OUT:-/tmp/pt_gpu_out}; mkdir -p "$OUT"
 python3 -c "import deepspeed; print('deepspeed', deepspeed.__version__)" || exit 1
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"

@@ -4,9 +4,7 @@
 # `deepspeed` launcher with ZeRO-2. Logs and results go to $OUT; a summary line per run is printed.
 #   bash tests/gpu/run_rlhf_checks.sh          (STEPS_RM, STEPS_DPO, STEPS_PPO to change the lengths)
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+. tests/gpu/device_env.sh || exit 1
 OUT=${OUT:-/tmp/rlhf_gpu_out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers, peft, deepspeed, trl, accelerate; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'trl', trl.__version__, 'accelerate', accelerate.__version__, 'deepspeed', deepspeed.__version__)" | tee "$OUT/versions.txt"

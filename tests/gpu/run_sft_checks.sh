@@ -3,9 +3,7 @@
 #   tiny configs under the deepspeed launcher (full and LoRA), then the ~1B benchmark (tests/gpu/bench_sft.py).
 # Logs and results go to $OUT.
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+. tests/gpu/device_env.sh || exit 1
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers, peft, deepspeed, trl; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'deepspeed', deepspeed.__version__, 'trl', trl.__version__)"
 python3 scripts/build_tiny_models.py --archs llama,bloom || exit 1

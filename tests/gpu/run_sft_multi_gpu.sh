@@ -2,9 +2,7 @@
 # SFT on 2+ GPUs of one host (issue 2), run on the device machine from the repo root with .whl carried:
 #   BELLE's torchrun LoRA command on the tiny config, then the ~1B runs under torchrun and deepspeed on all GPUs.
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH || exit 1
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+. tests/gpu/device_env.sh || exit 1
 ngpu=$(nvidia-smi -L | wc -l)
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 scripts/build_tiny_models.py --archs llama,bloom > /dev/null 2>&1 || exit 1
