@@ -33,30 +33,29 @@ def _compute_dtype(hidden: torch.Tensor) -> torch.dtype:
     return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
 
 
-def _chunk_loss_and_grad(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One chunk's summed loss (fp32) and d loss / d logits in the logits' dtype, written out of place so that
-    torch.compile fuses it into a pass or two over the logits (read once, gradient written once)."""
-    scores = logits.float()
+def _chunk_loss_and_grad(
+    logits: torch.Tensor, targets: torch.Tensor, in_place: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk's summed loss and d loss / d logits in the logits' dtype; log-softmax in fp32 for bf16/fp16.
+
+    `in_place` (eager): softmax - one_hot(label) over the scores' own memory, so one chunk of fp32 logits needs
+    no second copy. Otherwise out of place, so that torch.compile fuses it into a pass or two over the logits
+    (read once, gradient written once)."""
+    scores = logits.to(torch.promote_types(logits.dtype, torch.float32))
     log_norm = torch.logsumexp(scores, dim=-1)
     loss = (log_norm - scores.gather(1, targets[:, None]).squeeze(1)).sum()
-    vocab = torch.arange(scores.shape[-1], device=scores.device)
-    grad = (scores - log_norm[:, None]).exp() - (vocab[None, :] == targets[:, None]).float()
+    if in_place:
+        grad = scores.sub_(log_norm[:, None]).exp_()
+        grad[torch.arange(len(targets), device=targets.device), targets] -= 1
+    else:
+        vocab = torch.arange(scores.shape[-1], device=scores.device)
+        grad = (scores - log_norm[:, None]).exp() - (vocab[None, :] == targets[:, None]).to(scores.dtype)
     return loss, grad.to(logits.dtype)
 
 
 @functools.cache
 def _compiled_chunk_loss_and_grad() -> Any:
-    return torch.compile(_chunk_loss_and_grad, dynamic=True)
-
-
-def _chunk_loss_and_grad_in_place(logits: torch.Tensor, targets: torch.Tensor, softmax_dtype: torch.dtype):
-    """The same without compilation, in place over fp32 scores (one chunk of fp32 logits, no second copy)."""
-    scores = logits.to(softmax_dtype)
-    log_norm = torch.logsumexp(scores, dim=-1)
-    loss = (log_norm - scores.gather(1, targets[:, None]).squeeze(1)).sum()
-    grad = scores.sub_(log_norm[:, None]).exp_()  # softmax - one_hot(label), over the scores' own memory
-    grad[torch.arange(len(targets), device=targets.device), targets] -= 1
-    return loss, grad.to(logits.dtype)
+    return torch.compile(functools.partial(_chunk_loss_and_grad, in_place=False), dynamic=True)
 
 
 class ChunkedLinearCrossEntropy(torch.autograd.Function):
@@ -83,7 +82,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
                 with torch.autocast(hidden.device.type, enabled=False):
                     loss, grad_logits = _compiled_chunk_loss_and_grad()(logits, targets)
             else:
-                loss, grad_logits = _chunk_loss_and_grad_in_place(logits, targets, softmax_dtype)
+                loss, grad_logits = _chunk_loss_and_grad(logits, targets, in_place=True)
             total += loss
             if need_hidden_grad:
                 grad_hidden[start : start + chunk_rows] = (grad_logits @ weight_c).to(hidden.dtype)

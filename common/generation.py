@@ -221,10 +221,9 @@ class _StaticSlots:
 
         self.model, self.slots, self.length = model, slots, length
         device = next(model.parameters()).device
-        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         # The layers' tensors are made at the first join, shaped and typed like the prefilled cache (the model's
         # dtype, or autocast's; DeepSeek's keys and values differ in width).
-        self.cache = StaticCache(config=config, max_cache_len=length)
+        self.cache = StaticCache(config=model.config, max_cache_len=length)
         self.mask = torch.zeros((slots, length), dtype=torch.bool, device=device)
         self.positions = torch.zeros(slots, dtype=torch.long, device=device)
         self.next = torch.zeros(slots, dtype=torch.long, device=device)
@@ -247,9 +246,8 @@ class _StaticSlots:
             return False
         if any(hasattr(p, "ds_id") for p in model.parameters()):
             return False
-        config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
         try:
-            layers = StaticCache(config=config, max_cache_len=8).layers
+            layers = StaticCache(config=base.config, max_cache_len=8).layers
         except Exception:  # a config StaticCache cannot read
             return False
         return all(type(layer) is StaticLayer for layer in layers)
@@ -288,9 +286,9 @@ class _StaticSlots:
 
         width = mask.shape[1]
         for layer, new in zip(self.cache.layers, cache.layers, strict=True):
-            stale = getattr(layer, "is_initialized", False) and (layer.keys.dtype, layer.values.dtype) != (
+            ready = getattr(layer, "is_initialized", False) and (layer.keys.dtype, layer.values.dtype) == (
                 new.keys.dtype, new.values.dtype)  # fmt: skip
-            if stale or not getattr(layer, "is_initialized", False):
+            if not ready:
                 with torch.no_grad():  # (again if autocast changed the dtype: then the step compiles again)
                     keys = new.keys.new_zeros((self.slots, *new.keys.shape[1:2], 1, new.keys.shape[-1]))
                     values = new.values.new_zeros((self.slots, *new.values.shape[1:2], 1, new.values.shape[-1]))
@@ -431,13 +429,13 @@ class HFEngine(Engine):
         # for models that support it.
         if decode not in ("auto", "static", "dynamic"):
             raise GenerationError(f"decode must be auto, static or dynamic, got {decode!r}")
-        supported = decode != "dynamic" and _StaticSlots.supports(model)
-        if decode == "static" and not supported:
-            raise GenerationError(f"{type(_base_model(model)).__name__} cannot decode with a static cache here "
-                                  "(sliding-window layers, quantised or sharded weights): use decode='dynamic'")  # fmt: skip
         # "auto" leaves a model in training mode (GRPO samples with dropout on) to the growing batch: a CUDA graph
         # of a step that draws dropout masks was never measured.
-        self.static = supported and (decode == "static" or (self.device.type == "cuda" and not model.training))
+        wanted = decode == "static" or (decode == "auto" and self.device.type == "cuda" and not model.training)
+        self.static = wanted and _StaticSlots.supports(model)
+        if decode == "static" and not self.static:
+            raise GenerationError(f"{type(_base_model(model)).__name__} cannot decode with a static cache here "
+                                  "(sliding-window layers, quantised or sharded weights): use decode='dynamic'")  # fmt: skip
         self.serve_length = serve_length  # most tokens (prompt + answer) of one request while serving
         self.compile_decode = self.device.type == "cuda"  # compile the static step (CUDA graphs on a GPU)
         self._slots: _StaticSlots | None = None
@@ -606,7 +604,7 @@ class HFEngine(Engine):
         return min(self.context_length or self._slots.length, self._slots.length)
 
     def _reset_batch(self) -> None:
-        if getattr(self, "_slots", None) is not None:
+        if self._slots is not None:
             self._slots.reset()
         self._rows: list[_Sequence] = []
         self._steps_since_admit = 0

@@ -179,6 +179,18 @@ def test_compiled_static_step_equals_the_growing_batch(tiny_models: Path) -> Non
     assert engine._slots.decode is not engine._slots._decode  # it ran compiled, without falling back
 
 
+def test_static_batch_is_refused_for_sliding_window_layers(tiny_models: Path) -> None:
+    """Gemma 3's sliding-window layers cannot share one column layout: decode="static" says so, "auto" keeps the
+    growing batch."""
+    from common.generation import HFEngine
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models / "tiny-gemma3", dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models / "tiny-gemma3", padding_side="left")
+    with pytest.raises(GenerationError, match="cannot decode with a static cache"):
+        HFEngine(model, tokenizer, None, [], decode="static")
+    assert not HFEngine(model, tokenizer, None, [], decode="auto").static
+
+
 def test_static_batch_under_autocast_matches_the_growing_one(tiny_llama: Path) -> None:
     """PPO samples under autocast with fp32 weights: each decode step's values come out of the projections in
     bf16, the prefill's cache in fp32; the static cache keeps the prefill's dtype, as the growing one does, and

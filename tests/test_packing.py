@@ -142,13 +142,13 @@ def test_chunked_cross_entropy_equals_the_plain_one_with_gradients():
 def test_fused_chunk_softmax_equals_the_in_place_one():
     """The out-of-place chunk function (what a GPU compiles) and the eager in-place one give the same loss and
     gradient from the same bf16 logits, and both equal autograd's gradient of fp32 cross-entropy over them."""
-    from common.chunked_loss import _chunk_loss_and_grad, _chunk_loss_and_grad_in_place
+    from common.chunked_loss import _chunk_loss_and_grad
 
     generator = torch.Generator().manual_seed(0)
     logits = (torch.randn(33, 70, generator=generator) * 4).to(torch.bfloat16)
     targets = torch.randint(0, 70, (33,), generator=generator)
-    loss, grad = _chunk_loss_and_grad(logits, targets)
-    loss_in_place, grad_in_place = _chunk_loss_and_grad_in_place(logits.clone(), targets, torch.float32)
+    loss, grad = _chunk_loss_and_grad(logits, targets, in_place=False)
+    loss_in_place, grad_in_place = _chunk_loss_and_grad(logits.clone(), targets, in_place=True)
     scores = logits.float().requires_grad_()
     reference = torch.nn.functional.cross_entropy(scores, targets, reduction="sum")
     reference.backward()
