@@ -395,6 +395,7 @@ class HFEngine(Engine):
         max_batch_tokens: int | str | None = "auto",
         decode: str = "auto",
         serve_length: int = 4096,
+        longest_row: int | None = None,
     ) -> None:
         self.model, self.tokenizer, self.template = model, tokenizer, template
         self.stop_ids = sorted(set(stop_ids))
@@ -437,6 +438,10 @@ class HFEngine(Engine):
             raise GenerationError(f"{type(_base_model(model)).__name__} cannot decode with a static cache here "
                                   "(sliding-window layers, quantised or sharded weights): use decode='dynamic'")  # fmt: skip
         self.serve_length = serve_length  # most tokens (prompt + answer) of one request while serving
+        # The most tokens (prompt + answer) any row of any generate() call will hold, where the caller knows it
+        # (PPO: max_prompt_len + max_new_tokens): the static batch is sized for it at once. Without it the batch
+        # grows with the longest request so far, and each growth compiles the step again (~35 s on an H200).
+        self.longest_row = longest_row
         self.compile_decode = self.device.type == "cuda"  # compile the static step (CUDA graphs on a GPU)
         self._slots: _StaticSlots | None = None
         self._reset_batch()
@@ -472,7 +477,8 @@ class HFEngine(Engine):
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         pending = [self._new_sequence(list(prompts[i]), params_list[i], None, i) for i in order]
         if self.static and pending:
-            self._use_static(max(len(s.prompt_ids) + s.params.max_tokens for s in pending))
+            longest = max(len(s.prompt_ids) + s.params.max_tokens for s in pending)
+            self._use_static(max(longest, self.longest_row or 0))
         results: list[Completion | None] = [None] * len(prompts)
         bar = None
         if progress:

@@ -239,6 +239,15 @@ def compile_decoder_layers(model: Any) -> int:
     return len(layers)
 
 
+def avoid_cudnn_attention() -> None:
+    """Keep sdpa off cuDNN's attention kernels (flash or memory-efficient ones serve instead). cuDNN builds an
+    execution plan for every new shape, which costs the CPU hundreds of milliseconds; where the batch's width
+    changes every step (PPO: new prompts, new response lengths) the plans are never reused."""
+    import torch
+
+    torch.backends.cuda.enable_cudnn_sdp(False)
+
+
 def freeze_all_but_last_layers(model: Any, trainable_layers: int) -> list[str]:
     """Freeze fine-tuning: only the last `trainable_layers` decoder blocks learn. Returns their names."""
     layers = decoder_layers(model)

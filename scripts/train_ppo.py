@@ -513,7 +513,8 @@ def sample_responses(run: PPORun, prompts: list[list[int]], prompt_ids: Any) -> 
     from common.generation import HFEngine, SamplingParams
 
     policy, batch = run.models.unwrapped.policy, len(prompts)
-    engine = HFEngine(policy, run.tokenizer, None, run.stop_ids, max_batch_size=batch)
+    longest = run.config.max_prompt_len + run.config.max_new_tokens  # one static batch size for the whole run
+    engine = HFEngine(policy, run.tokenizer, None, run.stop_ids, max_batch_size=batch, longest_row=longest)
     params = SamplingParams(max_tokens=run.config.max_new_tokens, temperature=run.config.temperature)
     completions = engine.generate(prompts, params)
     responses, _ = pad_rows([c.token_ids for c in completions], run.tokenizer.pad_token_id, left=False)
@@ -924,10 +925,13 @@ def main(argv: list[str] | None = None) -> Path:
     # Heavy imports only now: --help and a refused run folder answer at once.
     from transformers import set_seed
 
+    from common.modeling import avoid_cudnn_attention
+
     if checkpoint is not None:
         check_checkpoint_files(checkpoint)  # before minutes of model loading
     accelerator = build_accelerator(config, precision)
     set_seed(config.seed + accelerator.process_index)  # each device samples different rollouts
+    avoid_cudnn_attention()  # every step's batch has a new width: cuDNN would plan each one anew
 
     # ---- Data and models ----------------------------------------------------------------------
     tokenizer, stop_ids, schedule, data_files = load_data(config, accelerator)

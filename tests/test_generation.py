@@ -179,6 +179,36 @@ def test_compiled_static_step_equals_the_growing_batch(tiny_models: Path) -> Non
     assert engine._slots.decode is not engine._slots._decode  # it ran compiled, without falling back
 
 
+def test_longest_row_sizes_the_static_batch_once(tiny_llama: Path) -> None:
+    """PPO knows its longest row (max_prompt_len + max_new_tokens): the static batch is made for it at the first
+    call and serves a later, longer prompt as it is, where an engine without it makes a larger one (on a GPU,
+    one more compilation). Answers stay the growing batch's."""
+    from common import generation
+    from common.generation import HFEngine
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama, padding_side="left")
+    short, long = [[5, 6, 7], [8, 9]], [list(range(5, 25)), [10, 11]]
+    params = SamplingParams(max_tokens=4)
+    dynamic = HFEngine(model, tokenizer, None, [], max_batch_size=2, decode="dynamic")
+    made = {}
+    for longest_row in (None, 24):
+        engine = HFEngine(model, tokenizer, None, [], max_batch_size=2, decode="static", longest_row=longest_row)
+        engine.static_columns_unit = 8
+        batches = []
+        for rows in (short, long):
+            assert [c.token_ids for c in engine.generate(rows, params)] == [
+                c.token_ids for c in dynamic.generate(rows, params)
+            ]
+            batches.append(engine._slots)
+        made[longest_row] = batches
+        generation._STATIC_SLOTS.pop(model)  # the next engine starts without the model's batch
+    first, second = made[24]
+    assert first is second and first.length == 24  # 20 + 4 tokens, a multiple of 8 columns
+    first, second = made[None]
+    assert first is not second and (first.length, second.length) == (8, 24)
+
+
 def test_static_batch_is_refused_for_sliding_window_layers(tiny_models: Path) -> None:
     """Gemma 3's sliding-window layers cannot share one column layout: decode="static" says so, "auto" keeps the
     growing batch."""

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # PPO step time (issue 14's target: at least 2x faster than the 7.2 s a step of tests/gpu/run_rlhf_checks.sh's
-# PPO run) on one GPU: the same PPO run twice in one call, sampling with the engine's static, compiled batch
-# (what it picks on a GPU) and with its growing, uncompiled batch (tests/gpu/dynamic_decode.py). The reward model
-# is a short LoRA run: only its shape matters here. Run from the repo root with .whl carried; logs in $OUT.
-#   bash tests/gpu/run_ppo_speed.sh          (STEPS_PPO, default 8)
+# PPO run) on one GPU: the same PPO run once per row of DECODES, in one call:
+#   static        the engine's static, compiled batch (what it picks on a GPU), as train_ppo.py runs;
+#   static_cudnn  the same with cuDNN's attention left on (before common.modeling.avoid_cudnn_attention);
+#   dynamic       the engine's growing, uncompiled batch.
+# The reward model is a short LoRA run: only its shape matters here. Every run goes through
+# tests/gpu/ppo_phases.py, which prints each step's phases on a synchronised clock and profiles one step.
+# Run from the repo root with .whl carried; logs in $OUT.
+#   bash tests/gpu/run_ppo_speed.sh   (STEPS_PPO, default 8; DECODES, default "static dynamic";
+#                                      PROFILE_AT_STEP, 0-based, default the last step)
 set -uo pipefail
 : "${OUT:?set OUT to the results folder}"
 . tests/gpu/device_env.sh || exit 1
@@ -18,10 +23,11 @@ python3 scripts/train_rm.py --model_name_or_path $MODEL $LORA --data_path data_d
 PPO="--model_name_or_path $MODEL --reward_model /tmp/rm $LORA --data_path data_dir/sample_sft.train.json \
   --max_prompt_len 256 --max_new_tokens 128 --rollout_batch_size 32 --mini_batch_size 8 --ppo_epochs 2 \
   --learning_rate 1e-5 --logging_steps 1 --save_steps 1000 --max_steps ${STEPS_PPO:-8}"
-for decode in static dynamic; do
-  launcher=""; [ $decode = dynamic ] && launcher=tests/gpu/dynamic_decode.py
+for decode in ${DECODES:-static dynamic}; do
+  launcher=tests/gpu/ppo_phases.py; [ $decode = dynamic ] && launcher="$launcher --dynamic"
+  cudnn=0; [ $decode = static_cudnn ] && cudnn=1
   start=$(date +%s)
-  python3 $launcher scripts/train_ppo.py $PPO --output_dir /tmp/ppo-$decode > "$OUT/ppo_$decode.log" 2>&1
+  SDPA_CUDNN=$cudnn PROFILE_AT_STEP=${PROFILE_AT_STEP:-$(( ${STEPS_PPO:-8} - 1 ))} python3 $launcher scripts/train_ppo.py $PPO --output_dir /tmp/ppo-$decode > "$OUT/ppo_$decode.log" 2>&1
   rc=$?
   python3 - "$decode" "$rc" "$(( $(date +%s) - start ))" /tmp/ppo-$decode/ppo_results.json <<'PY'
 import json, sys
@@ -37,4 +43,6 @@ print(json.dumps({"decode": decode, "rc": int(rc), "wall_seconds": int(wall),
 PY
   [ $rc = 0 ] || tail -15 "$OUT/ppo_$decode.log"
 done | tee "$OUT/ppo_speed.jsonl"
-grep -h "step [0-9]*/" "$OUT"/ppo_*.log | sed 's/.*INFO train_ppo: //' | tail -16
+for decode in ${DECODES:-static dynamic}; do
+  echo "== $decode"; grep -h "^phases step\|^median seconds" "$OUT/ppo_$decode.log"
+done
