@@ -147,22 +147,27 @@ def varied_static(
 
 def profiled(name: str, fn: Any, engine: Any, out: Path, skip: int, steps: int) -> dict[str, Any]:
     """fn() under torch.profiler, with the engine's phases labelled (prefill, join, drop, the decode forward,
-    token picking, recording), recording a window of `steps` model forwards after the first `skip` (a whole varied
-    run is thousands of decode steps: its trace took longer than a device call to record and sum). The op table,
-    sorted by GPU time (CPU time on a CPU), goes to <out>/profile_<name>.txt. The profiler slows the run, so the
-    row's tokens/s is not its speed."""
+    the static batch's decode step, token picking, recording), recording a window of `steps` model forwards
+    (a prefill or a decode step, of either batch) after the first `skip` (a whole varied run is thousands of
+    decode steps: its trace took longer than a device call to record and sum). The op table, sorted by GPU
+    time (CPU time on a CPU), goes to <out>/profile_<name>.txt. The profiler slows the run, so the row's
+    tokens/s is not its speed."""
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
-    phases = ("_prefill", "_join", "_drop_done", "_forward", "_pick", "_record")
-    originals = {phase: getattr(type(engine), phase) for phase in phases}
+    from common.generation import _StaticSlots
+
+    # (class, method): the static batch's decode step does not go through the engine's _forward
+    phases = [(type(engine), p) for p in ("_prefill", "_join", "_drop_done", "_forward", "_pick", "_record")]
+    phases.append((_StaticSlots, "step"))
+    originals = {(owner, phase): getattr(owner, phase) for owner, phase in phases}
     running: list[Any] = []  # the profiler, once started
 
     def labelled(phase: str, method: Any) -> Any:
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             with record_function(f"engine.{phase}"):
                 result = method(self, *args, **kwargs)
-            if phase == "_forward":  # the profiler's step: one model forward
+            if phase in ("_forward", "static_step"):  # the profiler's step: one model forward
                 running[0].step()
             return result
 
@@ -170,8 +175,8 @@ def profiled(name: str, fn: Any, engine: Any, out: Path, skip: int, steps: int) 
 
     cuda = torch.cuda.is_available()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    for phase, method in originals.items():
-        setattr(type(engine), phase, labelled(phase, method))
+    for (owner, phase), method in originals.items():
+        setattr(owner, phase, labelled(phase if owner is type(engine) else "static_step", method))
     try:
         window = schedule(wait=skip, warmup=2, active=steps, repeat=1)
         with profile(activities=activities, schedule=window) as prof:
@@ -179,8 +184,8 @@ def profiled(name: str, fn: Any, engine: Any, out: Path, skip: int, steps: int) 
             row = fn()
             sync()
     finally:
-        for phase, method in originals.items():
-            setattr(type(engine), phase, method)
+        for (owner, phase), method in originals.items():
+            setattr(owner, phase, method)
     table = prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
                                       row_limit=50)  # fmt: skip
     labels = [e for e in prof.key_averages() if e.key.startswith("engine.")]
