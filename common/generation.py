@@ -342,7 +342,6 @@ class _StaticSlots:
         return logits[live] if len(live) < self.slots else logits.clone(), live
 
 
-
 @functools.cache
 def _casting_static_layer() -> type:
     """transformers' StaticLayer, storing what it is given in its own dtypes. Under autocast a growing cache

@@ -8,7 +8,8 @@ forwards, so part of them shows up in the update. Here every phase ends with tor
 few syncs a step, next to the update's many .item() calls). Per step it prints the seconds of sampling,
 the policy/value and reference forwards, scoring and the update; at PROFILE_AT_STEP (0-based) it prints the
 profiled step's GPU time per kind and its top kernels and CPU ops. --dynamic samples with the engine's
-growing batch (as tests/gpu/dynamic_decode.py).
+growing, uncompiled batch instead of the static one it picks on a GPU; SDPA_CUDNN=1 leaves cuDNN's attention
+on (train_ppo.py switches it off: common.modeling.avoid_cudnn_attention).
 """
 
 import functools
@@ -68,15 +69,15 @@ def timed(name: str, function):
 
 for name in ("sample_responses", "reference_logits", "rollout", "score", "update"):
     setattr(ppo, name, timed(name, getattr(ppo, name)))
-_step = ppo.ppo_step
+timed_step = timed("step", ppo.ppo_step)
 
 
 def ppo_step(run, step):
     if step != AT:
-        stats = timed("step", _step)(run, step)
+        stats = timed_step(run, step)
     else:
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            stats = timed("step", _step)(run, step)
+            stats = timed_step(run, step)
         report(prof)
     phases = {k: v[-1] for k, v in seconds.items()}
     forwards = phases["rollout"] - phases["sample_responses"]
