@@ -43,6 +43,12 @@ def static_batch_generate(
     return out
 
 
+def fp32_model_and_tokenizer(path: Path) -> tuple:
+    """A tiny model in fp32 (eval mode) and its left-padding tokenizer, for engines built directly."""
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(path, padding_side="left")
+
+
 def answer_ids(completion) -> list[int]:
     return completion.token_ids[:-1] if completion.finish_reason == "stop" else completion.token_ids
 
@@ -145,8 +151,7 @@ def test_static_batch_equals_the_growing_one_for_every_family_it_serves(tiny_mod
     value widths, partial rotary...) gives the growing batch's greedy answers, rows moving included."""
     from common.generation import HFEngine
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_models / arch, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tiny_models / arch, padding_side="left")
+    model, tokenizer = fp32_model_and_tokenizer(tiny_models / arch)
     generator = torch.Generator().manual_seed(0)
     vocab = min(model.config.vocab_size, len(tokenizer))
     prompts = [torch.randint(3, vocab, (n,), generator=generator).tolist() for n in (5, 17, 9, 30, 2, 12)]
@@ -166,8 +171,7 @@ def test_compiled_static_step_equals_the_growing_batch(tiny_models: Path) -> Non
     tiny random model's near-tied argmaxes flip between compiled and eager kernels, as on a GPU.)"""
     from common.generation import HFEngine
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_models / "tiny-qwen2", dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tiny_models / "tiny-qwen2", padding_side="left")
+    model, tokenizer = fp32_model_and_tokenizer(tiny_models / "tiny-qwen2")
     generator = torch.Generator().manual_seed(1)
     prompts = [torch.randint(3, 1000, (n,), generator=generator).tolist() for n in (5, 17, 9, 30, 2)]
     params = [SamplingParams(max_tokens=n) for n in (7, 3, 12, 5, 9)]
@@ -186,8 +190,7 @@ def test_longest_row_sizes_the_static_batch_once(tiny_llama: Path) -> None:
     from common import generation
     from common.generation import HFEngine
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tiny_llama, padding_side="left")
+    model, tokenizer = fp32_model_and_tokenizer(tiny_llama)
     short, long = [[5, 6, 7], [8, 9]], [list(range(5, 25)), [10, 11]]
     params = SamplingParams(max_tokens=4)
     dynamic = HFEngine(model, tokenizer, None, [], max_batch_size=2, decode="dynamic")
@@ -214,8 +217,7 @@ def test_static_batch_is_refused_for_sliding_window_layers(tiny_models: Path) ->
     growing batch."""
     from common.generation import HFEngine
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_models / "tiny-gemma3", dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tiny_models / "tiny-gemma3", padding_side="left")
+    model, tokenizer = fp32_model_and_tokenizer(tiny_models / "tiny-gemma3")
     with pytest.raises(GenerationError, match="cannot decode with a static cache"):
         HFEngine(model, tokenizer, None, [], decode="static")
     assert not HFEngine(model, tokenizer, None, [], decode="auto").static
@@ -227,8 +229,7 @@ def test_static_batch_under_autocast_matches_the_growing_one(tiny_llama: Path) -
     the answers are the growing batch's."""
     from common.generation import HFEngine
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tiny_llama, padding_side="left")
+    model, tokenizer = fp32_model_and_tokenizer(tiny_llama)
     prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
     answers = {}
     for decode in ("dynamic", "static"):
